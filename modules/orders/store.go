@@ -1,0 +1,47 @@
+package orders
+
+import (
+	"context"
+	"time"
+)
+
+//go:generate go tool mockgen -typed -destination=mock_store_test.go -package=orders . Store
+
+// Store persists orders and moves their stock atomically. Every method that
+// moves stock appends ledger rows in the same transaction.
+type Store interface {
+	// PlaceOrder takes the stock for every line of o, all or nothing, and
+	// stores o. o is fully formed by the service (id, status, times, hash).
+	//
+	// With an idempotency key, a stored order with the same customer and key
+	// is returned instead, with replayed true, when its RequestHash matches;
+	// otherwise ErrIdempotencyKeyReused. Concurrent duplicates store one order.
+	//
+	// Errors: inventory.ErrItemNotFound, *inventory.InsufficientStockError,
+	// *LimitExceededError, ErrIdempotencyKeyReused, ErrUnavailable.
+	PlaceOrder(ctx context.Context, o Order) (placed Order, replayed bool, err error)
+	// GetOrder returns ErrOrderNotFound when no order has the id.
+	GetOrder(ctx context.Context, id string) (Order, error)
+	// ListOrders returns up to f.Limit orders matching f, newest first.
+	ListOrders(ctx context.Context, f ListFilter) ([]Order, error)
+	// ConfirmOrder moves a PENDING order's stock from reserved to sold. An
+	// already CONFIRMED order is returned unchanged. A PENDING order whose
+	// hold ran out by now is expired (its stock returned) and ErrHoldExpired
+	// returned; so is an EXPIRED one. A CANCELLED one gives ErrNotPending.
+	ConfirmOrder(ctx context.Context, id string, now time.Time) (Order, error)
+	// CancelOrder returns a PENDING order's reserved stock, or a CONFIRMED
+	// order's sold stock, to available. Cancelled and expired orders are
+	// returned unchanged.
+	CancelOrder(ctx context.Context, id string, now time.Time) (Order, error)
+	// ExpireHolds expires up to limit PENDING orders whose hold ran out by
+	// now, returning their stock, and says how many it expired.
+	ExpireHolds(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
+// ListFilter selects orders for ListOrders.
+type ListFilter struct {
+	CustomerID string // empty: every customer
+	ItemID     string // empty: every item
+	BeforeID   string // only orders with smaller ids (older); empty: from the newest
+	Limit      int
+}

@@ -1,0 +1,175 @@
+// Package config loads stockguard's configuration once, from environment
+// variables overridden by flags, into one struct, and validates it with
+// errors a person can act on.
+//
+// It imports nothing from stockguard but platform/postgres (to check
+// DATABASE_URL the way the pool will read it).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stockguard/stockguard/platform/postgres"
+)
+
+// Config is every setting stockguard reads.
+type Config struct {
+	HTTPAddr  string // STOCKGUARD_HTTP_ADDR: API server (HTTP/1.1 and h2c)
+	AdminAddr string // STOCKGUARD_ADMIN_ADDR: health, readiness and metrics
+
+	DatabaseURL string // DATABASE_URL: empty selects the in-memory store
+	DBMaxConns  int32  // STOCKGUARD_DB_MAX_CONNS
+
+	LockTimeout      time.Duration // STOCKGUARD_DB_LOCK_TIMEOUT
+	StatementTimeout time.Duration // STOCKGUARD_DB_STATEMENT_TIMEOUT
+	TxMaxAttempts    int           // STOCKGUARD_DB_TX_ATTEMPTS
+
+	SweepInterval  time.Duration // STOCKGUARD_SWEEP_INTERVAL
+	SweepBatchSize int           // STOCKGUARD_SWEEP_BATCH
+
+	JWTSecret string // STOCKGUARD_JWT_SECRET: empty generates one (dev mode)
+
+	LogFormat string // STOCKGUARD_LOG_FORMAT: json or console
+	LogLevel  string // STOCKGUARD_LOG_LEVEL: debug, info, warn or error
+
+	ShutdownTimeout time.Duration // STOCKGUARD_SHUTDOWN_TIMEOUT
+}
+
+// Defaults returns the configuration used when nothing is set.
+func Defaults() Config {
+	return Config{
+		HTTPAddr:         ":8080",
+		AdminAddr:        ":9090",
+		DBMaxConns:       16,
+		LockTimeout:      2 * time.Second,
+		StatementTimeout: 5 * time.Second,
+		TxMaxAttempts:    5,
+		SweepInterval:    time.Second,
+		SweepBatchSize:   500,
+		LogFormat:        "json",
+		LogLevel:         "info",
+		ShutdownTimeout:  15 * time.Second,
+	}
+}
+
+// MinJWTSecretLen is the shortest HS256 secret accepted.
+const MinJWTSecretLen = 32
+
+// Load reads the environment through getenv, then flags from args, and
+// validates the result. A flag wins over its environment variable.
+func Load(args []string, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	fs := flag.NewFlagSet("stockguard", flag.ContinueOnError)
+	var errs []error
+	str := func(p *string, name, env, usage string) {
+		if v := getenv(env); v != "" {
+			*p = v
+		}
+		fs.StringVar(p, name, *p, usage+" ("+env+")")
+	}
+	dur := func(p *time.Duration, name, env, usage string) {
+		if v := getenv(env); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a duration; expected e.g. 500ms, 2s or 1m", env, v))
+			} else {
+				*p = d
+			}
+		}
+		fs.DurationVar(p, name, *p, usage+" ("+env+")")
+	}
+	num := func(p *int, name, env, usage string) {
+		if v := getenv(env); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not a whole number", env, v))
+			} else {
+				*p = n
+			}
+		}
+		fs.IntVar(p, name, *p, usage+" ("+env+")")
+	}
+	maxConns := int(c.DBMaxConns)
+	str(&c.HTTPAddr, "http-addr", "STOCKGUARD_HTTP_ADDR", "API listen address")
+	str(&c.AdminAddr, "admin-addr", "STOCKGUARD_ADMIN_ADDR", "admin listen address (health, metrics)")
+	str(&c.DatabaseURL, "database-url", "DATABASE_URL", "PostgreSQL URL; empty for the in-memory store")
+	num(&maxConns, "db-max-conns", "STOCKGUARD_DB_MAX_CONNS", "PostgreSQL pool size")
+	dur(&c.LockTimeout, "db-lock-timeout", "STOCKGUARD_DB_LOCK_TIMEOUT", "longest wait for a row lock")
+	dur(&c.StatementTimeout, "db-statement-timeout", "STOCKGUARD_DB_STATEMENT_TIMEOUT", "longest SQL statement")
+	num(&c.TxMaxAttempts, "db-tx-attempts", "STOCKGUARD_DB_TX_ATTEMPTS", "tries of a transaction on serialization failure or deadlock")
+	dur(&c.SweepInterval, "sweep-interval", "STOCKGUARD_SWEEP_INTERVAL", "how often expired holds are released")
+	num(&c.SweepBatchSize, "sweep-batch", "STOCKGUARD_SWEEP_BATCH", "holds expired per sweeper transaction")
+	str(&c.JWTSecret, "jwt-secret", "STOCKGUARD_JWT_SECRET", "HS256 secret for bearer tokens; empty generates one (dev mode)")
+	str(&c.LogFormat, "log-format", "STOCKGUARD_LOG_FORMAT", "json or console")
+	str(&c.LogLevel, "log-level", "STOCKGUARD_LOG_LEVEL", "debug, info, warn or error")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "STOCKGUARD_SHUTDOWN_TIMEOUT", "grace period for in-flight requests on stop")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	c.DBMaxConns = int32(min(maxConns, 1<<20)) //nolint:gosec // bounded just above
+	if maxConns < 1 || maxConns > 1000 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_DB_MAX_CONNS: %d is out of range; expected 1 to 1000", maxConns))
+	}
+	if err := errors.Join(append(errs, c.Validate())...); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Validate reports every invalid setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ env, v string }{{"STOCKGUARD_HTTP_ADDR", c.HTTPAddr}, {"STOCKGUARD_ADMIN_ADDR", c.AdminAddr}} {
+		if _, port, err := net.SplitHostPort(a.v); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("%s: %q is not host:port; expected e.g. :8080 or 127.0.0.1:8080", a.env, a.v))
+		}
+	}
+	if c.DatabaseURL != "" {
+		if _, err := postgres.ParseURL(c.DatabaseURL); err != nil {
+			errs = append(errs, fmt.Errorf("DATABASE_URL: %w", err))
+		}
+	}
+	positive := []struct {
+		env string
+		d   time.Duration
+	}{
+		{"STOCKGUARD_DB_LOCK_TIMEOUT", c.LockTimeout},
+		{"STOCKGUARD_DB_STATEMENT_TIMEOUT", c.StatementTimeout},
+		{"STOCKGUARD_SWEEP_INTERVAL", c.SweepInterval},
+		{"STOCKGUARD_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be greater than zero, got %s", p.env, p.d))
+		}
+	}
+	if c.TxMaxAttempts < 1 || c.TxMaxAttempts > 20 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_DB_TX_ATTEMPTS: %d is out of range; expected 1 to 20", c.TxMaxAttempts))
+	}
+	if c.SweepBatchSize < 1 || c.SweepBatchSize > 10000 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_SWEEP_BATCH: %d is out of range; expected 1 to 10000", c.SweepBatchSize))
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecretLen {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_JWT_SECRET: too short (%d bytes); use at least %d random bytes, e.g. from `openssl rand -hex 32`", len(c.JWTSecret), MinJWTSecretLen))
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "json", "console":
+	default:
+		errs = append(errs, fmt.Errorf("STOCKGUARD_LOG_FORMAT: %q is not json or console", c.LogFormat))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("STOCKGUARD_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

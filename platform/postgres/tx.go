@@ -1,0 +1,139 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SQLSTATE codes the runner acts on.
+const (
+	sqlstateSerializationFailure = "40001"
+	sqlstateDeadlockDetected     = "40P01"
+	sqlstateLockNotAvailable     = "55P03"
+	sqlstateQueryCanceled        = "57014"
+	SQLStateUniqueViolation      = "23505"
+)
+
+// TxConfig bounds every transaction the runner starts.
+type TxConfig struct {
+	LockTimeout      time.Duration // SET LOCAL lock_timeout
+	StatementTimeout time.Duration // SET LOCAL statement_timeout
+	MaxAttempts      int           // tries on 40001/40P01, at least 1
+}
+
+// ErrTimeout means a lock or statement timeout ended the transaction. It
+// was rolled back and changed nothing.
+var ErrTimeout = errors.New("postgres: lock or statement timeout")
+
+// AmbiguousCommitError means COMMIT was sent but its answer was lost: the
+// transaction may or may not have committed. Callers must find out (for
+// example by looking up the row they inserted) rather than retry blindly.
+type AmbiguousCommitError struct{ Err error }
+
+func (e *AmbiguousCommitError) Error() string {
+	return "postgres: commit outcome unknown: " + e.Err.Error()
+}
+
+func (e *AmbiguousCommitError) Unwrap() error { return e.Err }
+
+// Runner runs transactions against a pool.
+type Runner struct {
+	pool *pgxpool.Pool
+	cfg  TxConfig
+}
+
+// NewRunner returns a Runner. A MaxAttempts below 1 means 1.
+func NewRunner(pool *pgxpool.Pool, cfg TxConfig) *Runner {
+	if cfg.MaxAttempts < 1 {
+		cfg.MaxAttempts = 1
+	}
+	return &Runner{pool: pool, cfg: cfg}
+}
+
+// Pool returns the pool the runner uses, for reads outside a transaction.
+func (r *Runner) Pool() *pgxpool.Pool { return r.pool }
+
+// InTx runs fn in a transaction with the configured timeouts. It commits
+// when fn returns nil and rolls back otherwise. The whole transaction is
+// retried, with jittered backoff, on serialization failures and deadlocks,
+// so fn must have no effects outside tx. Lock and statement timeouts come
+// back as ErrTimeout; a commit whose outcome is unknown as
+// *AmbiguousCommitError, never retried.
+func (r *Runner) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = r.once(ctx, fn)
+		if err == nil || attempt >= r.cfg.MaxAttempts || !retryable(err) {
+			break
+		}
+		backoff := time.Duration(attempt) * time.Millisecond
+		backoff += rand.N(backoff + time.Millisecond) //nolint:gosec // jitter needs no cryptographic randomness
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == sqlstateLockNotAvailable || pgErr.Code == sqlstateQueryCanceled) && ctx.Err() == nil {
+		return fmt.Errorf("%w: %s", ErrTimeout, pgErr.Message)
+	}
+	if ctx.Err() != nil && err != nil {
+		// pgx reports a cancelled query in several ways; callers want the cause.
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return err
+}
+
+func (r *Runner) once(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	// Rollback after a successful commit is a no-op; on failure it returns
+	// the connection to the pool in a clean state, or closes it.
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // the first error is the one that matters
+
+	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+		millis(r.cfg.LockTimeout), millis(r.cfg.StatementTimeout)); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
+			return err // the server answered: definitely not committed
+		}
+		return &AmbiguousCommitError{Err: err}
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == sqlstateSerializationFailure || pgErr.Code == sqlstateDeadlockDetected)
+}
+
+// IsUniqueViolation reports whether err is a unique violation of constraint
+// (any constraint when constraint is empty).
+func IsUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == SQLStateUniqueViolation &&
+		(constraint == "" || pgErr.ConstraintName == constraint)
+}
+
+func millis(d time.Duration) string {
+	if d <= 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%dms", d.Milliseconds())
+}
