@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
 )
 
 // PoolConfig sizes the connection pool.
@@ -45,3 +47,26 @@ func Open(ctx context.Context, c PoolConfig) (*pgxpool.Pool, error) {
 	}
 	return pool, nil
 }
+
+// Provide opens the pool, applies pending migrations before anything else
+// starts, and closes the pool when the app stops.
+func Provide(lc fx.Lifecycle, c PoolConfig, tx TxConfig, log *zap.Logger) (*pgxpool.Pool, *Runner, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pool, err := Open(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	applied, err := Migrate(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	log.Info("postgres ready", zap.Ints("migrations_applied", applied), zap.Int32("max_conns", pool.Config().MaxConns))
+	lc.Append(fx.StopHook(pool.Close))
+	return pool, NewRunner(pool, tx), nil
+}
+
+// Module provides the pool and the transaction Runner. It needs a
+// PoolConfig, a TxConfig and a logger.
+var Module = fx.Module("postgres", fx.Provide(Provide))

@@ -1,0 +1,112 @@
+// Package app composes stockguard's fx modules into the application. The
+// stockguard command and the integration tests both start it from here, so
+// what is tested is what ships.
+package app
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/stockguard/stockguard/modules/inventory"
+	invmem "github.com/stockguard/stockguard/modules/inventory/memory"
+	invpg "github.com/stockguard/stockguard/modules/inventory/postgres"
+	"github.com/stockguard/stockguard/modules/orders"
+	ordmem "github.com/stockguard/stockguard/modules/orders/memory"
+	ordpg "github.com/stockguard/stockguard/modules/orders/postgres"
+	"github.com/stockguard/stockguard/platform/auth"
+	"github.com/stockguard/stockguard/platform/config"
+	"github.com/stockguard/stockguard/platform/health"
+	"github.com/stockguard/stockguard/platform/httpserver"
+	"github.com/stockguard/stockguard/platform/metrics"
+	"github.com/stockguard/stockguard/platform/postgres"
+	transport "github.com/stockguard/stockguard/transports/connect"
+)
+
+// DevTokenTTL is how long the tokens logged in dev mode last.
+const DevTokenTTL = 24 * time.Hour
+
+// Options is the whole application for cfg.
+func Options(cfg config.Config, log *zap.Logger) fx.Option {
+	return fx.Options(
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.ZapLogger{Logger: log.Named("fx")}
+			l.UseLogLevel(zapcore.DebugLevel)
+			return l
+		}),
+		fx.StopTimeout(cfg.ShutdownTimeout),
+		fx.Supply(
+			cfg, log,
+			httpserver.Addrs{API: cfg.HTTPAddr, Admin: cfg.AdminAddr},
+			orders.SweeperConfig{Interval: cfg.SweepInterval, BatchSize: cfg.SweepBatchSize},
+		),
+		fx.Provide(func() (*auth.Authority, error) { return Authority(cfg, log) }),
+		Storage(cfg, log),
+		inventory.Module,
+		orders.Module,
+		httpserver.Module,
+		health.Module,
+		metrics.Module,
+		transport.Module,
+	)
+}
+
+// Authority returns the token authority for cfg. With no secret configured
+// it generates one and logs ready-to-use tokens: dev mode.
+func Authority(cfg config.Config, log *zap.Logger) (*auth.Authority, error) {
+	if cfg.JWTSecret != "" {
+		return auth.NewAuthority([]byte(cfg.JWTSecret)), nil
+	}
+	secret, err := auth.GenerateSecret()
+	if err != nil {
+		return nil, err
+	}
+	a := auth.NewAuthority([]byte(secret))
+	admin, err := a.Issue("admin", auth.RoleAdmin, DevTokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	customer, err := a.Issue("demo-customer", auth.RoleCustomer, DevTokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	log.Warn("DEV MODE: STOCKGUARD_JWT_SECRET is not set; generated a secret for this process only",
+		zap.String("admin_token", admin),
+		zap.String("customer_token", customer),
+		zap.Duration("token_ttl", DevTokenTTL))
+	return a, nil
+}
+
+// Storage binds the store ports to PostgreSQL when cfg names a database,
+// and to the in-memory adapters otherwise.
+func Storage(cfg config.Config, log *zap.Logger) fx.Option {
+	if cfg.DatabaseURL == "" {
+		log.Warn("storage: IN-MEMORY store (DATABASE_URL is not set); data lives only as long as this process")
+		return fx.Module("storage.memory",
+			fx.Provide(
+				fx.Annotate(invmem.NewItemStore, fx.As(fx.Self()), fx.As(new(inventory.Store)), fx.As(new(inventory.Auditor))),
+				func(s *invmem.ItemStore) ordmem.Items { return s },
+				fx.Annotate(ordmem.NewOrderStore, fx.As(new(orders.Store))),
+			),
+		)
+	}
+	log.Info("storage: PostgreSQL")
+	return fx.Module("storage.postgres",
+		fx.Supply(
+			postgres.PoolConfig{URL: cfg.DatabaseURL, MaxConns: cfg.DBMaxConns},
+			postgres.TxConfig{LockTimeout: cfg.LockTimeout, StatementTimeout: cfg.StatementTimeout, MaxAttempts: cfg.TxMaxAttempts},
+		),
+		postgres.Module,
+		fx.Provide(
+			fx.Annotate(invpg.NewItemStore, fx.As(new(inventory.Store)), fx.As(new(inventory.Auditor))),
+			fx.Annotate(ordpg.NewOrderStore, fx.As(new(orders.Store))),
+			health.AsCheck(func(r *postgres.Runner) health.Check {
+				return health.Check{Name: "postgres", Fn: func(ctx context.Context) error { return r.Pool().Ping(ctx) }}
+			}),
+		),
+	)
+}

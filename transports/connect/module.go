@@ -1,0 +1,123 @@
+package connect
+
+import (
+	"context"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/vanguard"
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/stockguard/stockguard/gen/stockguard/v1/stockguardv1connect"
+	"github.com/stockguard/stockguard/platform/auth"
+	"github.com/stockguard/stockguard/platform/health"
+	"github.com/stockguard/stockguard/platform/httpserver"
+)
+
+// Message size limits, counted after decompression, so a compressed bomb is
+// refused as soon as it grows past them.
+const (
+	MaxRequestBytes  = 1 << 20
+	MaxResponseBytes = 8 << 20
+)
+
+// ServiceNames are the fully-qualified names of the services served.
+var ServiceNames = []string{
+	stockguardv1connect.InventoryServiceName,
+	stockguardv1connect.OrderServiceName,
+	stockguardv1connect.StockServiceName,
+}
+
+// HandlerOptions are the options every service handler gets.
+func HandlerOptions(v Verifier) []connect.HandlerOption {
+	return []connect.HandlerOption{
+		connect.WithInterceptors(&authInterceptor{verifier: v}),
+		connect.WithReadMaxBytes(MaxRequestBytes),
+		connect.WithSendMaxBytes(MaxResponseBytes),
+	}
+}
+
+// NewAPIHandler mounts the three services behind a vanguard transcoder,
+// which serves gRPC, gRPC-Web and Connect as they are and REST from the
+// google.api.http bindings.
+func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock StockHandler, v Verifier) (http.Handler, error) {
+	opts := HandlerOptions(v)
+	services := []*vanguard.Service{
+		vanguard.NewService(stockguardv1connect.NewInventoryServiceHandler(inv, opts...)),
+		vanguard.NewService(stockguardv1connect.NewOrderServiceHandler(ord, opts...)),
+		vanguard.NewService(stockguardv1connect.NewStockServiceHandler(stock, opts...)),
+	}
+	return vanguard.NewTranscoder(services,
+		// Handlers speak binary protobuf; the transcoder writes every JSON
+		// answer itself, so every protocol shows the same JSON: zero values
+		// included ("available": 0). Unknown fields are ignored, as protojson
+		// clients of a newer contract expect.
+		vanguard.WithDefaultServiceOptions(vanguard.WithTargetCodecs(vanguard.CodecProto)),
+		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
+			return &vanguard.JSONCodec{
+				MarshalOptions:   protojson.MarshalOptions{Resolver: res, EmitUnpopulated: true},
+				UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: true},
+			}
+		}),
+	)
+}
+
+// readinessChecker answers grpc.health.v1 from the readiness checks, for
+// the whole server ("") and for each service.
+type readinessChecker struct{ checker *health.Checker }
+
+func (r readinessChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	known := req.Service == ""
+	for _, n := range ServiceNames {
+		known = known || req.Service == n
+	}
+	if !known {
+		return nil, connect.NewError(connect.CodeNotFound, nil)
+	}
+	if failed := r.checker.Run(ctx); len(failed) > 0 {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}
+
+type routeParams struct {
+	fx.In
+	Inventory *InventoryHandler
+	Orders    *OrderHandler
+	Authority *auth.Authority
+	Checker   *health.Checker
+	Log       *zap.Logger
+}
+
+type routeResults struct {
+	fx.Out
+	Routes []httpserver.Route `group:"api_routes,flatten"`
+}
+
+func routes(p routeParams) (routeResults, error) {
+	api, err := NewAPIHandler(p.Inventory, p.Orders, StockHandler{}, p.Authority)
+	if err != nil {
+		return routeResults{}, err
+	}
+	reflector := grpcreflect.NewStaticReflector(append(ServiceNames, grpchealth.HealthV1ServiceName)...)
+	var out routeResults
+	add := func(pattern string, h http.Handler) {
+		out.Routes = append(out.Routes, httpserver.Route{Pattern: pattern, Handler: h})
+	}
+	// Caps the whole body, whatever the protocol, before any decoding.
+	add("/", http.MaxBytesHandler(api, MaxRequestBytes+64<<10))
+	add(grpcreflect.NewHandlerV1(reflector))
+	add(grpcreflect.NewHandlerV1Alpha(reflector))
+	add(grpchealth.NewHandler(readinessChecker{p.Checker}))
+	return out, nil
+}
+
+// Module serves the API over every protocol on the API server. It needs
+// the inventory and orders services, an auth.Authority and a health.Checker.
+var Module = fx.Module("transport.connect",
+	fx.Provide(NewInventoryHandler, NewOrderHandler, routes),
+)
