@@ -118,28 +118,36 @@ func (h *OrderHandler) PlaceOrder(ctx context.Context, req *connect.Request[stoc
 			IdempotencyKey: key,
 			HoldSeconds:    req.Msg.GetHoldSeconds(),
 		})
-	}, func(o *stockguardv1.Order) *stockguardv1.PlaceOrderResponse { return &stockguardv1.PlaceOrderResponse{Order: o} })
+	}, func(o *stockguardv1.Order) *stockguardv1.PlaceOrderResponse {
+		return &stockguardv1.PlaceOrderResponse{Order: o}
+	})
 }
 
 // GetOrder implements stockguardv1connect.OrderServiceHandler.
 func (h *OrderHandler) GetOrder(ctx context.Context, req *connect.Request[stockguardv1.GetOrderRequest]) (*connect.Response[stockguardv1.GetOrderResponse], error) {
 	return orderCall(ctx, h, req, func(c orders.Caller) (orders.Order, error) {
 		return h.svc.GetOrder(ctx, c, req.Msg.GetOrderId())
-	}, func(o *stockguardv1.Order) *stockguardv1.GetOrderResponse { return &stockguardv1.GetOrderResponse{Order: o} })
+	}, func(o *stockguardv1.Order) *stockguardv1.GetOrderResponse {
+		return &stockguardv1.GetOrderResponse{Order: o}
+	})
 }
 
 // ConfirmOrder implements stockguardv1connect.OrderServiceHandler.
 func (h *OrderHandler) ConfirmOrder(ctx context.Context, req *connect.Request[stockguardv1.ConfirmOrderRequest]) (*connect.Response[stockguardv1.ConfirmOrderResponse], error) {
 	return orderCall(ctx, h, req, func(c orders.Caller) (orders.Order, error) {
 		return h.svc.ConfirmOrder(ctx, c, req.Msg.GetOrderId())
-	}, func(o *stockguardv1.Order) *stockguardv1.ConfirmOrderResponse { return &stockguardv1.ConfirmOrderResponse{Order: o} })
+	}, func(o *stockguardv1.Order) *stockguardv1.ConfirmOrderResponse {
+		return &stockguardv1.ConfirmOrderResponse{Order: o}
+	})
 }
 
 // CancelOrder implements stockguardv1connect.OrderServiceHandler.
 func (h *OrderHandler) CancelOrder(ctx context.Context, req *connect.Request[stockguardv1.CancelOrderRequest]) (*connect.Response[stockguardv1.CancelOrderResponse], error) {
 	return orderCall(ctx, h, req, func(c orders.Caller) (orders.Order, error) {
 		return h.svc.CancelOrder(ctx, c, req.Msg.GetOrderId())
-	}, func(o *stockguardv1.Order) *stockguardv1.CancelOrderResponse { return &stockguardv1.CancelOrderResponse{Order: o} })
+	}, func(o *stockguardv1.Order) *stockguardv1.CancelOrderResponse {
+		return &stockguardv1.CancelOrderResponse{Order: o}
+	})
 }
 
 // ListOrders implements stockguardv1connect.OrderServiceHandler.

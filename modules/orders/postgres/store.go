@@ -342,7 +342,7 @@ func moveOrder(ctx context.Context, tx pgx.Tx, list []orders.Order, next orders.
 	itemSet := map[string]bool{}
 	type hold struct {
 		customer, item string
-		qty           int32
+		qty            int32
 	}
 	var releasedHoldings []hold
 	for _, o := range list {
