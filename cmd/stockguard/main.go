@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stockguard/stockguard/cmd/stockguard/app"
-	"github.com/stockguard/stockguard/modules/inventory"
 	"github.com/stockguard/stockguard/platform/auth"
 	"github.com/stockguard/stockguard/platform/config"
 	"github.com/stockguard/stockguard/platform/logging"
@@ -117,38 +116,9 @@ func verify(args []string, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if cfg.DatabaseURL == "" {
-		return false, errors.New("DATABASE_URL is not set; verify checks a PostgreSQL database (the in-memory store lives inside the server)")
-	}
-	var auditor inventory.Auditor
-	fxApp := fx.New(fx.NopLogger, fx.Supply(log), app.Storage(cfg, zap.NewNop()), fx.Populate(&auditor))
-	if err := fxApp.Err(); err != nil {
-		return false, err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := fxApp.Start(ctx); err != nil {
-		return false, err
-	}
-	defer fxApp.Stop(context.WithoutCancel(ctx)) //nolint:errcheck // exiting anyway
-	report, err := auditor.Audit(ctx)
-	if err != nil {
-		return false, err
-	}
-	return PrintReport(out, report), nil
-}
-
-// PrintReport writes the audit report and says whether it found nothing wrong.
-func PrintReport(out io.Writer, r inventory.AuditReport) bool {
-	for _, d := range r.Discrepancies {
-		fmt.Fprintln(out, "MISMATCH", d.String())
-	}
-	if r.OK() {
-		fmt.Fprintf(out, "OK: %d items checked; every item conserves stock and matches its ledger\n", r.ItemsChecked)
-		return true
-	}
-	fmt.Fprintf(out, "FAILED: %d problems in %d items checked\n", len(r.Discrepancies), r.ItemsChecked)
-	return false
+	return app.Verify(ctx, cfg, log, out)
 }
 
 func token(args []string, out io.Writer) error {
