@@ -65,8 +65,6 @@ type AuditReport struct {
 // OK reports whether nothing was wrong.
 func (r AuditReport) OK() bool { return len(r.Discrepancies) == 0 }
 
-//go:generate go tool mockgen -typed -destination=mock_auditor_test.go -package=inventory . Auditor
-
 // Auditor checks stored stock against its invariants.
 type Auditor interface {
 	// Audit checks, for every item, that

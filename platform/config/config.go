@@ -115,7 +115,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
-	c.DBMaxConns = int32(min(maxConns, 1<<20)) //nolint:gosec // bounded just above
+	c.DBMaxConns = int32(min(maxConns, 1<<20))
 	if maxConns < 1 || maxConns > 1000 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_DB_MAX_CONNS: %d is out of range; expected 1 to 1000", maxConns))
 	}

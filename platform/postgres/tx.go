@@ -87,7 +87,7 @@ func (r *Runner) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 	if ctx.Err() != nil && err != nil {
 		// pgx reports a cancelled query in several ways; callers want the cause.
-		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+		return fmt.Errorf("%w (%w)", ctx.Err(), err)
 	}
 	return err
 }

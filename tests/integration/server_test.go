@@ -307,7 +307,7 @@ func (c *restClient) do(ctx context.Context, method, path string, body proto.Mes
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return outcome{Code: connect.CodeUnknown, Reason: fmt.Sprintf("CLIENT: HTTP %d with body %q", res.StatusCode, raw)}
 	}
-	o := outcome{Code: connect.Code(e.Code)} //nolint:gosec // codes are small
+	o := outcome{Code: connect.Code(e.Code)}
 	for _, d := range e.Details {
 		switch {
 		case strings.HasSuffix(d.Type, "google.rpc.ErrorInfo"):

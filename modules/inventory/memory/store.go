@@ -137,6 +137,9 @@ func (s *ItemStore) UpdateItems(ctx context.Context, ids []string, fn func(items
 	if !slices.IsSorted(ids) {
 		return fmt.Errorf("memory: UpdateItems needs sorted ids")
 	}
+	if len(slices.Compact(slices.Clone(ids))) != len(ids) {
+		return fmt.Errorf("memory: UpdateItems needs unique ids, got %v", ids)
+	}
 	rows := make([]*row, len(ids))
 	s.mu.RLock()
 	for i, id := range ids {
@@ -144,10 +147,6 @@ func (s *ItemStore) UpdateItems(ctx context.Context, ids []string, fn func(items
 		if !ok {
 			s.mu.RUnlock()
 			return fmt.Errorf("%w: %s", inventory.ErrItemNotFound, id)
-		}
-		if i > 0 && ids[i-1] == id {
-			s.mu.RUnlock()
-			return fmt.Errorf("memory: UpdateItems needs unique ids, %s repeats", id)
 		}
 		rows[i] = r
 	}

@@ -122,7 +122,7 @@ func (s *ItemStore) AdjustStock(ctx context.Context, id string, delta int32) (in
 	if errors.As(err, &amb) {
 		// An adjustment has no natural key to look up, so a lost commit
 		// answer cannot be resolved here; the caller must read the item.
-		return inventory.Item{}, fmt.Errorf("%w: adjust stock: outcome unknown, read the item before retrying: %v", inventory.ErrUnavailable, err)
+		return inventory.Item{}, fmt.Errorf("%w: adjust stock: outcome unknown, read the item before retrying: %w", inventory.ErrUnavailable, err)
 	}
 	if err != nil {
 		return inventory.Item{}, mapErr("adjust stock", err)
@@ -172,7 +172,7 @@ func mapErr(op string, err error) error {
 	case errors.Is(err, inventory.ErrItemNotFound):
 		return err
 	case errors.Is(err, pg.ErrTimeout):
-		return fmt.Errorf("%s: %w: %v", op, inventory.ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %w", op, inventory.ErrUnavailable, err)
 	}
 	var ise *inventory.InsufficientStockError
 	if errors.As(err, &ise) {

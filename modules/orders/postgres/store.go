@@ -116,15 +116,14 @@ func (s *OrderStore) PlaceOrder(ctx context.Context, o orders.Order) (orders.Ord
 	case err == nil:
 		return o, false, nil
 	case errors.As(err, &amb):
-		// The order id is ours, so its row tells whether COMMIT landed.
+		// The order id is ours, so its row tells whether COMMIT landed. If
+		// it is not visible (yet), the outcome stays unknown: the caller is
+		// told to retry with the same idempotency key, which cannot buy twice.
 		got, gerr := s.GetOrder(context.WithoutCancel(ctx), o.ID)
 		if gerr == nil {
 			return got, false, nil
 		}
-		if errors.Is(gerr, orders.ErrOrderNotFound) {
-			return orders.Order{}, false, fmt.Errorf("place order: %w: commit did not land: %v", orders.ErrUnavailable, err)
-		}
-		return orders.Order{}, false, fmt.Errorf("place order: %w: commit outcome unknown; retry with the same idempotency key: %v", orders.ErrUnavailable, err)
+		return orders.Order{}, false, fmt.Errorf("place order: %w: commit outcome unknown, retry with the same idempotency key: %w", orders.ErrUnavailable, err)
 	case o.IdempotencyKey != "" && pg.IsUniqueViolation(err, "orders_idempotency_key"):
 		// A concurrent duplicate committed first; answer with its order.
 		prior, found, kerr := s.byKey(ctx, o.CustomerID, o.IdempotencyKey)
@@ -466,7 +465,7 @@ func mapErr(op string, err error) error {
 		errors.Is(err, inventory.ErrItemNotFound), errors.Is(err, orders.ErrOrderNotFound):
 		return err
 	case errors.Is(err, pg.ErrTimeout):
-		return fmt.Errorf("%s: %w: %v", op, orders.ErrUnavailable, err)
+		return fmt.Errorf("%s: %w: %w", op, orders.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

@@ -1,0 +1,58 @@
+# stockguard developer commands. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list --unsorted
+
+# Run the service; in-memory storage unless DATABASE_URL is set.
+run *ARGS:
+    go run ./cmd/stockguard {{ ARGS }}
+
+# Every test: gofmt check, go vet, unit and integration tests with the race detector, brief fuzzing.
+test: fmt-check vet
+    go test -race -count=1 -timeout 30m ./...
+
+# Unit tests only (no Docker needed).
+test-unit:
+    go test -race -count=1 $(go list ./... | grep -v /tests/integration)
+
+# Fail when a Go file is not gofmt-formatted.
+fmt-check:
+    @out=$(gofmt -l $(git ls-files '*.go')); if [ -n "$out" ]; then echo "not gofmt-formatted:"; echo "$out"; exit 1; fi
+
+# go vet every package.
+vet:
+    go vet ./...
+
+# Regenerate gen/ (Go, Connect stubs, OpenAPI) and the gomock mocks.
+generate:
+    bash scripts/third-protos.sh
+    go tool buf lint
+    go tool buf format --diff --exit-code
+    go tool buf generate
+    go generate ./...
+
+# Fail when generated code differs from what `just generate` produces.
+check-generate: generate
+    @git add -N gen modules >/dev/null 2>&1 || true
+    @if ! git diff --exit-code --stat -- gen modules; then echo "generated code is stale: run 'just generate' and commit"; exit 1; fi
+
+# Check the contract for breaking changes against main.
+breaking against="main":
+    bash scripts/third-protos.sh
+    go tool buf breaking --against '.git#branch={{ against }}'
+
+# Lint Go with golangci-lint and protos with buf.
+lint:
+    go tool buf lint
+    go tool golangci-lint run ./...
+
+# Microbenchmarks with allocation counts; compare runs with benchstat.
+bench:
+    go test -run '^$' -bench . -benchmem ./...
+
+# Build the PostgreSQL image from Debian packages (for machines without registry access).
+postgres-image:
+    bash scripts/postgres-image.sh
