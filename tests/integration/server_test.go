@@ -108,7 +108,9 @@ func h2cClient() *http.Client {
 }
 
 func http1Client() *http.Client {
-	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 60 * time.Second}
+	// Bounded, so that thousands of concurrent calls queue for a connection
+	// instead of exhausting file descriptors.
+	return &http.Client{Transport: &http.Transport{MaxConnsPerHost: 512, MaxIdleConnsPerHost: 512}, Timeout: 60 * time.Second}
 }
 
 // outcome is what a call came to, in protocol-neutral terms.

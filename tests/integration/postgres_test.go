@@ -1,0 +1,433 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/stockguard/stockguard/cmd/stockguard/app"
+	"github.com/stockguard/stockguard/modules/inventory"
+	invpg "github.com/stockguard/stockguard/modules/inventory/postgres"
+	"github.com/stockguard/stockguard/modules/orders"
+	ordpg "github.com/stockguard/stockguard/modules/orders/postgres"
+	"github.com/stockguard/stockguard/platform/auth"
+	"github.com/stockguard/stockguard/platform/config"
+	"github.com/stockguard/stockguard/platform/postgres"
+)
+
+// Every migration applies on top of the one before it, and a second run
+// applies nothing.
+func TestMigrations_ApplyOneByOneAndOnlyOnce(t *testing.T) {
+	all, err := postgres.Migrations()
+	if err != nil || len(all) == 0 {
+		t.Fatalf("Migrations() = %v, %v", all, err)
+	}
+	pool, err := postgres.Open(context.Background(), postgres.PoolConfig{URL: pg.NewDatabase(t), MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, m := range all {
+		applied, err := postgres.MigrateTo(context.Background(), pool, m.Version)
+		if err != nil {
+			t.Fatalf("migration %04d_%s: %v", m.Version, m.Name, err)
+		}
+		if len(applied) != 1 || applied[0] != m.Version {
+			t.Fatalf("migrating to %d applied %v", m.Version, applied)
+		}
+	}
+	again, err := postgres.Migrate(context.Background(), pool)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second run applied %v, %v; want nothing", again, err)
+	}
+}
+
+// The schema itself refuses oversell and broken conservation, whatever
+// code writes to it.
+func TestSchema_ConstraintsRefuseImpossibleStock(t *testing.T) {
+	db := newRunner(t, defaultTx)
+	items := invpg.NewItemStore(db)
+	svc := inventory.NewService(items)
+	it, err := svc.CreateItem(context.Background(), inventory.NewItem{SKU: "C-1", Name: "c", InitialStock: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`UPDATE items SET available = available - 6, sold = sold + 6 WHERE id = $1`, // oversell
+		`UPDATE items SET sold = sold + 1 WHERE id = $1`,                            // units from nowhere
+	} {
+		if _, err := db.Pool().Exec(context.Background(), sql, it.ID); err == nil || !strings.Contains(err.Error(), "violates check constraint") {
+			t.Fatalf("%s: error = %v, want a check constraint violation", sql, err)
+		}
+	}
+}
+
+// holdItemLock locks an item row from another session until release is called.
+func holdItemLock(t *testing.T, dbURL, itemID string) (release func()) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), `SELECT 1 FROM items WHERE id = $1 FOR UPDATE`, itemID); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_ = tx.Rollback(context.Background())
+			_ = conn.Close(context.Background())
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// A purchase that cannot get its row lock in time answers unavailable
+// (retryable) instead of waiting forever, and the server recovers.
+func TestLocks_LockTimeoutAnswersStoreUnavailable(t *testing.T) {
+	srv := startServer(t, postgresStore, func(c *config.Config) { c.LockTimeout = 150 * time.Millisecond })
+	p := protocols[0]
+	admin := p.dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
+	alice := p.dial(srv.base, srv.token(t, "alice", auth.RoleCustomer))
+	item := createItem(t, admin, "LOCKED", 5, 0)
+
+	release := holdItemLock(t, srv.cfg.DatabaseURL, item.GetId())
+	_, o := alice.PlaceOrder(context.Background(), buy(item.GetId(), 1))
+	if o.Code != connect.CodeUnavailable || o.Reason != "STORE_UNAVAILABLE" {
+		t.Fatalf("purchase of a locked item = %s, want unavailable/STORE_UNAVAILABLE", o)
+	}
+	release()
+	if _, o := alice.PlaceOrder(context.Background(), buy(item.GetId(), 1)); o.Code != 0 {
+		t.Fatalf("purchase after the lock is released = %s", o)
+	}
+	assertVerified(t, srv)
+}
+
+// A client deadline reaches the database: the call ends when the client
+// gives up, not when the lock timeout would, and the pool stays healthy.
+func TestLocks_ClientDeadlineStopsTheDatabaseWork(t *testing.T) {
+	srv := startServer(t, postgresStore, func(c *config.Config) {
+		c.LockTimeout = 30 * time.Second
+		c.StatementTimeout = 60 * time.Second
+		c.DBMaxConns = 4
+	})
+	p := protocols[0]
+	admin := p.dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
+	alice := p.dial(srv.base, srv.token(t, "alice", auth.RoleCustomer))
+	item := createItem(t, admin, "SLOW", 50, 0)
+	release := holdItemLock(t, srv.cfg.DatabaseURL, item.GetId())
+
+	// More cancelled calls than the pool has connections: if cancellation
+	// left connections busy or broken, the calls after it would fail.
+	for range 8 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		began := time.Now()
+		_, o := alice.PlaceOrder(ctx, buy(item.GetId(), 1))
+		cancel()
+		if o.Code != connect.CodeDeadlineExceeded && o.Code != connect.CodeCanceled {
+			t.Fatalf("call past its deadline = %s", o)
+		}
+		if waited := time.Since(began); waited > 10*time.Second {
+			t.Fatalf("call returned after %s; the deadline did not stop it", waited)
+		}
+	}
+	release()
+	for i := range 8 {
+		if _, o := alice.PlaceOrder(context.Background(), buy(item.GetId(), 1)); o.Code != 0 {
+			t.Fatalf("purchase %d after cancellations = %s", i, o)
+		}
+	}
+	got, _ := alice.GetItem(context.Background(), item.GetId())
+	if got.GetSold() != 8 {
+		t.Fatalf("sold = %d, want 8: a cancelled call must not have bought", got.GetSold())
+	}
+	assertVerified(t, srv)
+}
+
+// Transactions that deadlock are retried whole; callers see success.
+func TestRunner_RetriesDeadlocks(t *testing.T) {
+	db := newRunner(t, postgres.TxConfig{LockTimeout: 10 * time.Second, StatementTimeout: 20 * time.Second, MaxAttempts: 5})
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, `CREATE TABLE pair (id int PRIMARY KEY, n int NOT NULL); INSERT INTO pair VALUES (1, 0), (2, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	var attempts sync.Map
+	both := make(chan struct{})
+	var ready sync.WaitGroup
+	ready.Add(2)
+	run := func(first, second int) error {
+		tries := 0
+		return db.InTx(ctx, func(tx pgx.Tx) error {
+			tries++
+			attempts.Store(first, tries)
+			if _, err := tx.Exec(ctx, `UPDATE pair SET n = n + 1 WHERE id = $1`, first); err != nil {
+				return err
+			}
+			if tries == 1 {
+				ready.Done()
+				<-both // both hold their first lock: the second UPDATEs must deadlock
+			}
+			_, err := tx.Exec(ctx, `UPDATE pair SET n = n + 1 WHERE id = $1`, second)
+			return err
+		})
+	}
+	go func() { ready.Wait(); close(both) }()
+	errs := make(chan error, 2)
+	go func() { errs <- run(1, 2) }()
+	go func() { errs <- run(2, 1) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("InTx = %v, want success after retry", err)
+		}
+	}
+	var n1, n2 int
+	if err := db.Pool().QueryRow(ctx, `SELECT (SELECT n FROM pair WHERE id = 1), (SELECT n FROM pair WHERE id = 2)`).Scan(&n1, &n2); err != nil {
+		t.Fatal(err)
+	}
+	if n1 != 2 || n2 != 2 {
+		t.Fatalf("counters = %d, %d; want 2, 2 (each transaction applied once)", n1, n2)
+	}
+	a1, _ := attempts.Load(1)
+	a2, _ := attempts.Load(2)
+	if a1.(int)+a2.(int) != 3 {
+		t.Fatalf("attempts = %v + %v, want one retry in all", a1, a2)
+	}
+}
+
+// `stockguard verify` exits non-zero with a report when the books do not
+// balance.
+func TestVerify_ReportsLedgerMismatch(t *testing.T) {
+	srv := startServer(t, postgresStore)
+	admin := protocols[0].dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
+	alice := protocols[0].dial(srv.base, srv.token(t, "alice", auth.RoleCustomer))
+	item := createItem(t, admin, "AUDIT", 10, 0)
+	if _, o := alice.PlaceOrder(context.Background(), buy(item.GetId(), 3)); o.Code != 0 {
+		t.Fatal(o)
+	}
+	assertVerified(t, srv)
+
+	conn, err := pgx.Connect(context.Background(), srv.cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `DELETE FROM stock_ledger WHERE kind = 'purchase'`); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	ok, err := app.Verify(context.Background(), srv.cfg, zap.NewNop(), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok || !strings.Contains(out.String(), "MISMATCH item "+item.GetId()) || !strings.Contains(out.String(), "FAILED") {
+		t.Fatalf("verify after losing ledger rows: ok=%v\n%s", ok, out.String())
+	}
+}
+
+// commitEater is a TCP proxy to PostgreSQL that, once armed, forwards a
+// COMMIT to the server and then cuts the connection before the answer
+// returns: the client cannot know whether the transaction committed.
+type commitEater struct {
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	armed   bool
+	forward bool // send the armed COMMIT on to the server, or drop it
+	eaten   int
+}
+
+func newCommitEater(t *testing.T, target string) *commitEater {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &commitEater{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go p.serve()
+	return p
+}
+
+func (p *commitEater) arm(forward bool) {
+	p.mu.Lock()
+	p.armed, p.forward = true, forward
+	p.mu.Unlock()
+}
+
+func (p *commitEater) eatenCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.eaten
+}
+
+func (p *commitEater) serve() {
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		var mu sync.Mutex
+		muted := false
+		// server -> client, until the connection is muted.
+		go func() {
+			defer client.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := server.Read(buf)
+				mu.Lock()
+				drop := muted
+				mu.Unlock()
+				if drop {
+					return
+				}
+				if n > 0 {
+					if _, werr := client.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		// client -> server, muting the answer path before a COMMIT goes out.
+		go func() {
+			defer server.Close()
+			defer client.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := client.Read(buf)
+				if n > 0 {
+					p.mu.Lock()
+					eat := p.armed && bytes.Contains(bytes.ToLower(buf[:n]), []byte("commit"))
+					forward := p.forward
+					if eat {
+						p.armed = false
+						p.eaten++
+					}
+					p.mu.Unlock()
+					if eat {
+						mu.Lock()
+						muted = true
+						mu.Unlock()
+					}
+					if eat && !forward {
+						return // the server sees the session end mid-transaction and rolls back
+					}
+					if _, werr := server.Write(buf[:n]); werr != nil {
+						return
+					}
+					if eat {
+						// Give the server time to commit, then cut the client off.
+						time.Sleep(200 * time.Millisecond)
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// ambiguousSetup returns stores whose connections pass through a commitEater.
+func ambiguousSetup(t *testing.T) (*commitEater, *invpg.ItemStore, *orders.Service, inventory.Item) {
+	t.Helper()
+	dbURL := pg.NewMigratedDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCommitEater(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	pool, err := postgres.Open(context.Background(), postgres.PoolConfig{URL: u.String(), MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := postgres.NewRunner(pool, defaultTx)
+	items := invpg.NewItemStore(db)
+	it, err := inventory.NewService(items).CreateItem(context.Background(), inventory.NewItem{SKU: "AMB", Name: "a", InitialStock: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return proxy, items, orders.NewService(ordpg.NewOrderStore(db)), it
+}
+
+// A purchase whose COMMIT answer is lost is resolved by looking up its
+// order id: the caller gets its order, and the stock moved exactly once.
+func TestAmbiguousCommit_LandedCommitIsResolvedByOrderID(t *testing.T) {
+	proxy, items, svc, it := ambiguousSetup(t)
+	proxy.arm(true)
+	placed, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"},
+		orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-1"})
+	if n := proxy.eatenCount(); n != 1 {
+		t.Fatalf("the proxy ate %d commits; the test did not exercise a lost commit", n)
+	}
+	if err != nil {
+		t.Fatalf("PlaceOrder after a lost COMMIT answer = %v; want the order, found by its id", err)
+	}
+	got, err := items.GetItem(context.Background(), it.ID)
+	if err != nil || got.Sold != 2 || got.Available != 3 {
+		t.Fatalf("item = %+v, %v; want exactly one purchase of 2", got, err)
+	}
+	// A client retry with the same key returns the same order, buying nothing more.
+	again, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"},
+		orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-1"})
+	if err != nil || again.ID != placed.ID {
+		t.Fatalf("retry = %+v, %v; want the original order %s", again, err, placed.ID)
+	}
+	report, err := items.Audit(context.Background())
+	if err != nil || !report.OK() {
+		t.Fatalf("audit = %+v, %v", report, err)
+	}
+}
+
+// A COMMIT that never reached the server leaves the outcome unknown to the
+// client: it is told to retry with the same key, and that retry buys once.
+func TestAmbiguousCommit_LostCommitIsRetriedSafelyWithTheKey(t *testing.T) {
+	proxy, items, svc, it := ambiguousSetup(t)
+	proxy.arm(false)
+	req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-2"}
+	_, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req)
+	if n := proxy.eatenCount(); n != 1 {
+		t.Fatalf("the proxy ate %d commits; the test did not exercise a lost commit", n)
+	}
+	if !errors.Is(err, orders.ErrUnavailable) {
+		t.Fatalf("PlaceOrder after a lost COMMIT = %v, want ErrUnavailable (retry with the same key)", err)
+	}
+	got, err := items.GetItem(context.Background(), it.ID)
+	if err != nil || got.Sold != 0 || got.Available != 5 {
+		t.Fatalf("item = %+v, %v; the rolled-back purchase must not show", got, err)
+	}
+	placed, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req)
+	if err != nil {
+		t.Fatalf("retry = %v", err)
+	}
+	if again, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req); err != nil || again.ID != placed.ID {
+		t.Fatalf("second retry = %+v, %v; want %s", again, err, placed.ID)
+	}
+	if got, _ := items.GetItem(context.Background(), it.ID); got.Sold != 2 {
+		t.Fatalf("sold = %d, want 2", got.Sold)
+	}
+}
