@@ -466,6 +466,10 @@ func mapErr(op string, err error) error {
 		return err
 	case errors.Is(err, pg.ErrTimeout):
 		return fmt.Errorf("%s: %w: %w", op, orders.ErrUnavailable, err)
+	case errors.As(err, new(*pg.AmbiguousCommitError)):
+		// Confirm, cancel and expire are safe to repeat: a retry of a
+		// transition that did land finds the order already moved.
+		return fmt.Errorf("%s: %w: commit outcome unknown, safe to retry: %w", op, orders.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
