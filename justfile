@@ -8,10 +8,12 @@ default:
 
 # Run the service; in-memory storage unless DATABASE_URL is set.
 run *ARGS:
+    bash scripts/docs-assets.sh
     go run ./cmd/stockguard {{ ARGS }}
 
 # Every test: gofmt check, go vet, unit and integration tests with the race detector, brief fuzzing.
 test: fmt-check vet
+    bash scripts/docs-assets.sh
     go test -race -count=1 -timeout 30m ./...
 
 # Unit tests only (no Docker needed).
@@ -26,18 +28,20 @@ fmt-check:
 vet:
     go vet ./...
 
-# Regenerate gen/ (Go, Connect stubs, OpenAPI) and the gomock mocks.
+# Regenerate gen/ (Go, Connect stubs, OpenAPI), the gomock mocks and the /docs assets.
 generate:
     bash scripts/third-protos.sh
+    bash scripts/docs-assets.sh
     go tool buf lint
     go tool buf format --diff --exit-code
     go tool buf generate
+    go run ./scripts/openapi-augment gen/openapi/openapi.yaml
     go generate ./...
 
 # Fail when generated code differs from what `just generate` produces.
 check-generate: generate
-    @git add -N gen modules >/dev/null 2>&1 || true
-    @if ! git diff --exit-code --stat -- gen modules; then echo "generated code is stale: run 'just generate' and commit"; exit 1; fi
+    @git add -N gen modules transports >/dev/null 2>&1 || true
+    @if ! git diff --exit-code --stat -- gen modules transports; then echo "generated code is stale: run 'just generate' and commit"; exit 1; fi
 
 # Check the contract for breaking changes against main.
 breaking against="main":

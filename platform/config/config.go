@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,15 @@ type Config struct {
 
 	JWTSecret string // STOCKGUARD_JWT_SECRET: empty generates one (dev mode)
 
+	// CORSOrigins are the browser origins allowed to call the API and open
+	// WebSockets (STOCKGUARD_CORS_ORIGINS, comma-separated). Empty: none.
+	CORSOrigins []string
+
+	RateLimitRPS   float64 // STOCKGUARD_RATE_LIMIT_RPS: sustained calls per second per caller; 0 disables
+	RateLimitBurst int     // STOCKGUARD_RATE_LIMIT_BURST: calls a caller may make at once
+
+	ReadHeaderTimeout time.Duration // STOCKGUARD_READ_HEADER_TIMEOUT: slow-header clients are cut off after this
+
 	LogFormat string // STOCKGUARD_LOG_FORMAT: json or console
 	LogLevel  string // STOCKGUARD_LOG_LEVEL: debug, info, warn or error
 
@@ -44,17 +54,20 @@ type Config struct {
 // Defaults returns the configuration used when nothing is set.
 func Defaults() Config {
 	return Config{
-		HTTPAddr:         ":8080",
-		AdminAddr:        ":9090",
-		DBMaxConns:       16,
-		LockTimeout:      2 * time.Second,
-		StatementTimeout: 5 * time.Second,
-		TxMaxAttempts:    5,
-		SweepInterval:    time.Second,
-		SweepBatchSize:   500,
-		LogFormat:        "json",
-		LogLevel:         "info",
-		ShutdownTimeout:  15 * time.Second,
+		HTTPAddr:          ":8080",
+		AdminAddr:         ":9090",
+		DBMaxConns:        16,
+		LockTimeout:       2 * time.Second,
+		StatementTimeout:  5 * time.Second,
+		TxMaxAttempts:     5,
+		SweepInterval:     time.Second,
+		SweepBatchSize:    500,
+		RateLimitRPS:      50,
+		RateLimitBurst:    100,
+		ReadHeaderTimeout: 5 * time.Second,
+		LogFormat:         "json",
+		LogLevel:          "info",
+		ShutdownTimeout:   15 * time.Second,
 	}
 }
 
@@ -96,6 +109,12 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		fs.IntVar(p, name, *p, usage+" ("+env+")")
 	}
 	maxConns := int(c.DBMaxConns)
+	origins := strings.Join(c.CORSOrigins, ",")
+	str(&origins, "cors-origins", "STOCKGUARD_CORS_ORIGINS", "comma-separated browser origins allowed to call the API, e.g. https://shop.example.com")
+	rps := strconv.FormatFloat(c.RateLimitRPS, 'f', -1, 64)
+	str(&rps, "rate-limit-rps", "STOCKGUARD_RATE_LIMIT_RPS", "sustained calls per second per caller; 0 disables")
+	num(&c.RateLimitBurst, "rate-limit-burst", "STOCKGUARD_RATE_LIMIT_BURST", "calls a caller may make at once")
+	dur(&c.ReadHeaderTimeout, "read-header-timeout", "STOCKGUARD_READ_HEADER_TIMEOUT", "longest wait for request headers")
 	str(&c.HTTPAddr, "http-addr", "STOCKGUARD_HTTP_ADDR", "API listen address")
 	str(&c.AdminAddr, "admin-addr", "STOCKGUARD_ADMIN_ADDR", "admin listen address (health, metrics)")
 	str(&c.DatabaseURL, "database-url", "DATABASE_URL", "PostgreSQL URL; empty for the in-memory store")
@@ -116,6 +135,17 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
 	}
 	c.DBMaxConns = int32(min(maxConns, 1<<20))
+	c.CORSOrigins = nil
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.CORSOrigins = append(c.CORSOrigins, o)
+		}
+	}
+	if v, err := strconv.ParseFloat(strings.TrimSpace(rps), 64); err != nil {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_RPS: %q is not a number", rps))
+	} else {
+		c.RateLimitRPS = v
+	}
 	if maxConns < 1 || maxConns > 1000 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_DB_MAX_CONNS: %d is out of range; expected 1 to 1000", maxConns))
 	}
@@ -157,6 +187,21 @@ func (c Config) Validate() error {
 	}
 	if c.SweepBatchSize < 1 || c.SweepBatchSize > 10000 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_SWEEP_BATCH: %d is out of range; expected 1 to 10000", c.SweepBatchSize))
+	}
+	for _, o := range c.CORSOrigins {
+		u, err := url.Parse(o)
+		if o == "*" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("STOCKGUARD_CORS_ORIGINS: %q is not an origin; list each one as scheme://host[:port], e.g. https://shop.example.com (no wildcard)", o))
+		}
+	}
+	if c.RateLimitRPS < 0 || c.RateLimitRPS > 1e6 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_RPS: %v is out of range; expected 0 (off) to 1000000", c.RateLimitRPS))
+	}
+	if c.RateLimitRPS > 0 && (c.RateLimitBurst < 1 || c.RateLimitBurst > 1e6) {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_BURST: %d is out of range; expected 1 to 1000000", c.RateLimitBurst))
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_READ_HEADER_TIMEOUT: must be greater than zero, got %s", c.ReadHeaderTimeout))
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecretLen {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_JWT_SECRET: too short (%d bytes); use at least %d random bytes, e.g. from `openssl rand -hex 32`", len(c.JWTSecret), MinJWTSecretLen))

@@ -30,6 +30,16 @@ func TestLoad_FlagOverridesEnvironment(t *testing.T) {
 	}
 }
 
+func TestLoad_ParsesOriginList(t *testing.T) {
+	c, err := Load(nil, env(map[string]string{"STOCKGUARD_CORS_ORIGINS": "https://shop.example.com, http://localhost:5173"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.CORSOrigins) != 2 || c.CORSOrigins[1] != "http://localhost:5173" {
+		t.Fatalf("origins = %q", c.CORSOrigins)
+	}
+}
+
 func TestLoad_ErrorsNameTheSettingAndTheFix(t *testing.T) {
 	tests := []struct {
 		name string
@@ -42,6 +52,9 @@ func TestLoad_ErrorsNameTheSettingAndTheFix(t *testing.T) {
 		{"short secret", map[string]string{"STOCKGUARD_JWT_SECRET": "hunter2"}, []string{"STOCKGUARD_JWT_SECRET", "at least 32"}},
 		{"bad log format", map[string]string{"STOCKGUARD_LOG_FORMAT": "xml"}, []string{"STOCKGUARD_LOG_FORMAT"}},
 		{"pool out of range", map[string]string{"STOCKGUARD_DB_MAX_CONNS": "0"}, []string{"STOCKGUARD_DB_MAX_CONNS", "1 to 1000"}},
+		{"wildcard origin", map[string]string{"STOCKGUARD_CORS_ORIGINS": "*"}, []string{"STOCKGUARD_CORS_ORIGINS", "no wildcard"}},
+		{"origin with a path", map[string]string{"STOCKGUARD_CORS_ORIGINS": "https://a.example/shop"}, []string{"STOCKGUARD_CORS_ORIGINS"}},
+		{"bad rate", map[string]string{"STOCKGUARD_RATE_LIMIT_RPS": "fast"}, []string{"STOCKGUARD_RATE_LIMIT_RPS"}},
 		{"two problems at once", map[string]string{"STOCKGUARD_LOG_LEVEL": "loud", "STOCKGUARD_SWEEP_BATCH": "0"}, []string{"STOCKGUARD_LOG_LEVEL", "STOCKGUARD_SWEEP_BATCH"}},
 	}
 	for _, tt := range tests {

@@ -1,14 +1,18 @@
 package httpserver
 
 import (
+	"time"
+
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 )
 
-// Addrs are the listen addresses of the two servers.
-type Addrs struct {
-	API   string
-	Admin string
+// Config is where the two servers listen and how long they wait for
+// request headers.
+type Config struct {
+	API               string
+	Admin             string
+	ReadHeaderTimeout time.Duration // zero means ReadHeaderTimeout
 }
 
 // API is the public API server.
@@ -19,7 +23,7 @@ type Admin struct{ *Server }
 
 type apiParams struct {
 	fx.In
-	Addrs  Addrs
+	Config Config
 	Log    *zap.Logger
 	Routes []Route `group:"api_routes"`
 	LC     fx.Lifecycle
@@ -27,7 +31,7 @@ type apiParams struct {
 
 type adminParams struct {
 	fx.In
-	Addrs  Addrs
+	Config Config
 	Log    *zap.Logger
 	Routes []Route `group:"admin_routes"`
 	LC     fx.Lifecycle
@@ -38,7 +42,7 @@ func newAPI(p apiParams) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &API{New("api", p.Addrs.API, mux, p.Log)}
+	s := &API{New("api", p.Config.API, mux, p.Log, p.Config.ReadHeaderTimeout)}
 	p.LC.Append(fx.StartStopHook(s.Start, s.Stop))
 	return s, nil
 }
@@ -48,12 +52,12 @@ func newAdmin(p adminParams) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Admin{New("admin", p.Addrs.Admin, mux, p.Log)}
+	s := &Admin{New("admin", p.Config.Admin, mux, p.Log, p.Config.ReadHeaderTimeout)}
 	p.LC.Append(fx.StartStopHook(s.Start, s.Stop))
 	return s, nil
 }
 
-// Module provides and runs the API and admin servers. It needs Addrs and a
+// Module provides and runs the API and admin servers. It needs a Config and a
 // logger; routes arrive through the api_routes and admin_routes groups.
 var Module = fx.Module("httpserver",
 	fx.Provide(newAPI, newAdmin),

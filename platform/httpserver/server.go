@@ -56,8 +56,12 @@ type Server struct {
 }
 
 // New returns a server for handler on addr, not yet listening. It serves
-// HTTP/1.1 and HTTP/2 without TLS (h2c), as gRPC clients need.
-func New(name, addr string, handler http.Handler, log *zap.Logger) *Server {
+// HTTP/1.1 and HTTP/2 without TLS (h2c), as gRPC clients need. A zero
+// readHeaderTimeout means ReadHeaderTimeout.
+func New(name, addr string, handler http.Handler, log *zap.Logger, readHeaderTimeout time.Duration) *Server {
+	if readHeaderTimeout <= 0 {
+		readHeaderTimeout = ReadHeaderTimeout
+	}
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -69,7 +73,7 @@ func New(name, addr string, handler http.Handler, log *zap.Logger) *Server {
 			Handler:           handler,
 			Protocols:         protocols,
 			HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: MaxConcurrentStreams},
-			ReadHeaderTimeout: ReadHeaderTimeout,
+			ReadHeaderTimeout: readHeaderTimeout,
 			ReadTimeout:       ReadTimeout,
 			WriteTimeout:      WriteTimeout,
 			IdleTimeout:       IdleTimeout,

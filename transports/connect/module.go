@@ -14,8 +14,10 @@ import (
 
 	"github.com/stockguard/stockguard/gen/stockguard/v1/stockguardv1connect"
 	"github.com/stockguard/stockguard/platform/auth"
+	"github.com/stockguard/stockguard/platform/config"
 	"github.com/stockguard/stockguard/platform/health"
 	"github.com/stockguard/stockguard/platform/httpserver"
+	"github.com/stockguard/stockguard/transports/connect/apidocs"
 )
 
 // Message size limits, counted after decompression, so a compressed bomb is
@@ -32,10 +34,15 @@ var ServiceNames = []string{
 	stockguardv1connect.StockServiceName,
 }
 
-// HandlerOptions are the options every service handler gets.
-func HandlerOptions(v Verifier) []connect.HandlerOption {
+// HandlerOptions are the options every service handler gets: auth, then
+// the per-caller rate limit (nil: none), then the message size limits.
+func HandlerOptions(v Verifier, limiter *RateLimiter) []connect.HandlerOption {
+	interceptors := []connect.Interceptor{&authInterceptor{verifier: v}}
+	if limiter != nil {
+		interceptors = append(interceptors, rateInterceptor{limiter: limiter})
+	}
 	return []connect.HandlerOption{
-		connect.WithInterceptors(&authInterceptor{verifier: v}),
+		connect.WithInterceptors(interceptors...),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		connect.WithSendMaxBytes(MaxResponseBytes),
 	}
@@ -44,8 +51,8 @@ func HandlerOptions(v Verifier) []connect.HandlerOption {
 // NewAPIHandler mounts the three services behind a vanguard transcoder,
 // which serves gRPC, gRPC-Web and Connect as they are and REST from the
 // google.api.http bindings.
-func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock StockHandler, v Verifier) (http.Handler, error) {
-	opts := HandlerOptions(v)
+func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock StockHandler, v Verifier, limiter *RateLimiter) (http.Handler, error) {
+	opts := HandlerOptions(v, limiter)
 	services := []*vanguard.Service{
 		vanguard.NewService(stockguardv1connect.NewInventoryServiceHandler(inv, opts...)),
 		vanguard.NewService(stockguardv1connect.NewOrderServiceHandler(ord, opts...)),
@@ -58,10 +65,10 @@ func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock StockHandler,
 		// clients of a newer contract expect.
 		vanguard.WithDefaultServiceOptions(vanguard.WithTargetCodecs(vanguard.CodecProto)),
 		vanguard.WithCodec(func(res vanguard.TypeResolver) vanguard.Codec {
-			return &vanguard.JSONCodec{
-				MarshalOptions:   protojson.MarshalOptions{Resolver: res, EmitUnpopulated: true},
+			return jsonCodec{vanguard.JSONCodec{
+				MarshalOptions:   protojson.MarshalOptions{Resolver: res, EmitDefaultValues: true},
 				UnmarshalOptions: protojson.UnmarshalOptions{Resolver: res, DiscardUnknown: true},
-			}
+			}}
 		}),
 	)
 }
@@ -86,6 +93,7 @@ func (r readinessChecker) Check(ctx context.Context, req *grpchealth.CheckReques
 
 type routeParams struct {
 	fx.In
+	Config    config.Config
 	Inventory *InventoryHandler
 	Orders    *OrderHandler
 	Authority *auth.Authority
@@ -99,7 +107,8 @@ type routeResults struct {
 }
 
 func routes(p routeParams) (routeResults, error) {
-	api, err := NewAPIHandler(p.Inventory, p.Orders, StockHandler{}, p.Authority)
+	api, err := NewAPIHandler(p.Inventory, p.Orders, StockHandler{}, p.Authority,
+		NewRateLimiter(p.Config.RateLimitRPS, p.Config.RateLimitBurst))
 	if err != nil {
 		return routeResults{}, err
 	}
@@ -109,10 +118,13 @@ func routes(p routeParams) (routeResults, error) {
 		out.Routes = append(out.Routes, httpserver.Route{Pattern: pattern, Handler: h})
 	}
 	// Caps the whole body, whatever the protocol, before any decoding.
-	add("/", http.MaxBytesHandler(api, MaxRequestBytes+64<<10))
+	add("/", CORS(p.Config.CORSOrigins)(http.MaxBytesHandler(api, MaxRequestBytes+64<<10)))
 	add(grpcreflect.NewHandlerV1(reflector))
 	add(grpcreflect.NewHandlerV1Alpha(reflector))
 	add(grpchealth.NewHandler(readinessChecker{p.Checker}))
+	for pattern, h := range apidocs.Routes() {
+		add(pattern, h)
+	}
 	return out, nil
 }
 

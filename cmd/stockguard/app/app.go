@@ -41,7 +41,7 @@ func Options(cfg config.Config, log *zap.Logger) fx.Option {
 		fx.StopTimeout(cfg.ShutdownTimeout),
 		fx.Supply(
 			cfg, log,
-			httpserver.Addrs{API: cfg.HTTPAddr, Admin: cfg.AdminAddr},
+			httpserver.Config{API: cfg.HTTPAddr, Admin: cfg.AdminAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout},
 			orders.SweeperConfig{Interval: cfg.SweepInterval, BatchSize: cfg.SweepBatchSize},
 		),
 		fx.Provide(func() (*auth.Authority, error) { return Authority(cfg, log) }),
