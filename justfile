@@ -53,6 +53,10 @@ lint:
     go tool buf lint
     go tool golangci-lint run ./...
 
+# Fuzz every RPC's decoding and validation for FUZZTIME each (default 30s); seeds live in testdata/fuzz.
+fuzz FUZZTIME="30s":
+    for f in $(go test -list '^Fuzz' ./transports/connect/ | grep '^Fuzz'); do go test -run '^$' -fuzz "^$f\$" -fuzztime {{ FUZZTIME }} ./transports/connect/; done
+
 # Microbenchmarks with allocation counts; compare runs with benchstat.
 bench:
     go test -run '^$' -bench . -benchmem ./...
