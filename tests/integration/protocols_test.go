@@ -164,7 +164,9 @@ func TestREST_IdempotencyKeyHeader(t *testing.T) {
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("POST /v1/orders = %d %s", res.StatusCode, b)
 		}
-		var out struct{ Order struct{ ID, IdempotencyKey string } }
+		var out struct {
+			Order struct{ ID, IdempotencyKey string }
+		}
 		if err := json.Unmarshal(b, &out); err != nil {
 			t.Fatal(err)
 		}
