@@ -14,13 +14,12 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/stockguard/stockguard/platform/auth"
-	"github.com/stockguard/stockguard/platform/config"
 )
 
 // Real REST answers of the running server, successes and errors, match the
 // OpenAPI document it serves at /openapi.yaml.
 func TestOpenAPI_RealResponsesMatchTheServedDocument(t *testing.T) {
-	srv := startServer(t, postgresStore, func(c *config.Config) { c.RateLimitRPS = 0 })
+	srv := startServer(t, postgresStore)
 	res, raw := restDo(t, http.MethodGet, srv.base+"/openapi.yaml", nil, nil)
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("/openapi.yaml = %d", res.StatusCode)

@@ -24,7 +24,7 @@ import (
 // One table of cases, each run through every protocol, each expecting the
 // same code, reason and field violations.
 func TestProtocols_SameOutcomeEverywhere(t *testing.T) {
-	srv := startServer(t, memoryStore, func(c *config.Config) { c.RateLimitRPS = 0 })
+	srv := startServer(t, memoryStore)
 	setup := protocols[0].dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
 	item := createItem(t, setup, "TABLE", 5, 2)
 	missing := "0192f0c4-6f1e-7a4b-9c1d-2e3f4a5b6c7d"
@@ -93,7 +93,7 @@ func TestProtocols_SameOutcomeEverywhere(t *testing.T) {
 // A customer can never read, confirm or cancel another customer's order,
 // over any protocol; an admin can read and cancel it but not confirm it.
 func TestProtocols_OrderOwnershipMatrix(t *testing.T) {
-	srv := startServer(t, memoryStore, func(c *config.Config) { c.RateLimitRPS = 0 })
+	srv := startServer(t, memoryStore)
 	admin := protocols[0].dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
 	item := createItem(t, admin, "BOLA", 1000, 0)
 	for _, p := range protocols {

@@ -57,6 +57,7 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 	cfg.JWTSecret = testSecret
 	cfg.SweepInterval = 50 * time.Millisecond
 	cfg.DBMaxConns = 32
+	cfg.RateLimitRPS = 0 // tests that exercise the limiter turn it on
 	if s == postgresStore {
 		cfg.DatabaseURL = pg.NewMigratedDatabase(t)
 	}
