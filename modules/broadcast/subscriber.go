@@ -14,10 +14,10 @@ type Subscriber struct {
 	maxItems int
 	ready    chan struct{} // capacity 1: "pending is not empty"
 
-	mu       sync.Mutex
-	closed   bool
-	items    map[string]int64 // subscribed ids -> newest version queued or sent
-	pending  map[string]*Frame
+	mu      sync.Mutex
+	closed  bool
+	items   map[string]int64 // subscribed ids -> newest version queued or sent
+	pending map[string]*Frame
 }
 
 type offerResult int
@@ -54,29 +54,39 @@ func (s *Subscriber) offer(f *Frame) offerResult {
 // item id, or ErrClosed once the subscriber is closed, or ctx's error.
 func (s *Subscriber) Next(ctx context.Context) ([]*Frame, error) {
 	for {
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			return nil, ErrClosed
+		frames, err := s.TryNext()
+		if err != nil || frames != nil {
+			return frames, err
 		}
-		if len(s.pending) > 0 {
-			out := make([]*Frame, 0, len(s.pending))
-			for _, f := range s.pending {
-				out = append(out, f)
-			}
-			clear(s.pending)
-			s.mu.Unlock()
-			sort.Slice(out, func(i, j int) bool { return out[i].Update.ItemID < out[j].Update.ItemID })
-			s.hub.delivered.Add(uint64(len(out)))
-			return out, nil
-		}
-		s.mu.Unlock()
 		select {
 		case <-s.ready:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// TryNext returns the pending frames without waiting (nil when none), or
+// ErrClosed once the subscriber is closed.
+func (s *Subscriber) TryNext() ([]*Frame, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if len(s.pending) == 0 {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	out := make([]*Frame, 0, len(s.pending))
+	for _, f := range s.pending {
+		out = append(out, f)
+	}
+	clear(s.pending)
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Update.ItemID < out[j].Update.ItemID })
+	s.hub.delivered.Add(uint64(len(out)))
+	return out, nil
 }
 
 // Ready is signalled when frames may be pending; use it to wait in a

@@ -157,6 +157,45 @@ func (c *MockStoreGetItemCall) DoAndReturn(f func(context.Context, string) (Item
 	return c
 }
 
+// GetItems mocks base method.
+func (m *MockStore) GetItems(ctx context.Context, ids []string) ([]Item, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "GetItems", ctx, ids)
+	ret0, _ := ret[0].([]Item)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// GetItems indicates an expected call of GetItems.
+func (mr *MockStoreMockRecorder) GetItems(ctx, ids any) *MockStoreGetItemsCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "GetItems", reflect.TypeOf((*MockStore)(nil).GetItems), ctx, ids)
+	return &MockStoreGetItemsCall{Call: call}
+}
+
+// MockStoreGetItemsCall wrap *gomock.Call
+type MockStoreGetItemsCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockStoreGetItemsCall) Return(arg0 []Item, arg1 error) *MockStoreGetItemsCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockStoreGetItemsCall) Do(f func(context.Context, []string) ([]Item, error)) *MockStoreGetItemsCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockStoreGetItemsCall) DoAndReturn(f func(context.Context, []string) ([]Item, error)) *MockStoreGetItemsCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
 // ListItems mocks base method.
 func (m *MockStore) ListItems(ctx context.Context, afterID string, limit int) ([]Item, error) {
 	m.ctrl.T.Helper()

@@ -58,6 +58,12 @@ func (s *Service) GetItem(ctx context.Context, id string) (Item, error) {
 	return s.store.GetItem(ctx, id)
 }
 
+// GetItems returns the items of ids that exist; unknown ids are left out.
+// Watchers use it for snapshots, so it takes no locks.
+func (s *Service) GetItems(ctx context.Context, ids []string) ([]Item, error) {
+	return s.store.GetItems(ctx, ids)
+}
+
 // ListParams selects one page of items.
 type ListParams struct {
 	PageSize  int

@@ -12,6 +12,8 @@ type Store interface {
 	CreateItem(ctx context.Context, item Item) (Item, error)
 	// GetItem returns ErrItemNotFound when no item has the id.
 	GetItem(ctx context.Context, id string) (Item, error)
+	// GetItems returns the items of ids that exist, in no set order.
+	GetItems(ctx context.Context, ids []string) ([]Item, error)
 	// ListItems returns up to limit items with ids greater than afterID, in
 	// ascending id order.
 	ListItems(ctx context.Context, afterID string, limit int) ([]Item, error)

@@ -45,6 +45,8 @@ type Config struct {
 
 	ReadHeaderTimeout time.Duration // STOCKGUARD_READ_HEADER_TIMEOUT: slow-header clients are cut off after this
 
+	WSMaxConnections int // STOCKGUARD_WS_MAX_CONNECTIONS: open WebSocket connections at once
+
 	LogFormat string // STOCKGUARD_LOG_FORMAT: json or console
 	LogLevel  string // STOCKGUARD_LOG_LEVEL: debug, info, warn or error
 
@@ -65,6 +67,7 @@ func Defaults() Config {
 		RateLimitRPS:      50,
 		RateLimitBurst:    100,
 		ReadHeaderTimeout: 5 * time.Second,
+		WSMaxConnections:  20_000,
 		LogFormat:         "json",
 		LogLevel:          "info",
 		ShutdownTimeout:   15 * time.Second,
@@ -114,6 +117,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	rps := strconv.FormatFloat(c.RateLimitRPS, 'f', -1, 64)
 	str(&rps, "rate-limit-rps", "STOCKGUARD_RATE_LIMIT_RPS", "sustained calls per second per caller; 0 disables")
 	num(&c.RateLimitBurst, "rate-limit-burst", "STOCKGUARD_RATE_LIMIT_BURST", "calls a caller may make at once")
+	num(&c.WSMaxConnections, "ws-max-connections", "STOCKGUARD_WS_MAX_CONNECTIONS", "open WebSocket connections at once")
 	dur(&c.ReadHeaderTimeout, "read-header-timeout", "STOCKGUARD_READ_HEADER_TIMEOUT", "longest wait for request headers")
 	str(&c.HTTPAddr, "http-addr", "STOCKGUARD_HTTP_ADDR", "API listen address")
 	str(&c.AdminAddr, "admin-addr", "STOCKGUARD_ADMIN_ADDR", "admin listen address (health, metrics)")
@@ -199,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimitRPS > 0 && (c.RateLimitBurst < 1 || c.RateLimitBurst > 1e6) {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_BURST: %d is out of range; expected 1 to 1000000", c.RateLimitBurst))
+	}
+	if c.WSMaxConnections < 1 || c.WSMaxConnections > 1_000_000 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_WS_MAX_CONNECTIONS: %d is out of range; expected 1 to 1000000", c.WSMaxConnections))
 	}
 	if c.ReadHeaderTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_READ_HEADER_TIMEOUT: must be greater than zero, got %s", c.ReadHeaderTimeout))

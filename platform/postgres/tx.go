@@ -21,6 +21,26 @@ const (
 	SQLStateUniqueViolation      = "23505"
 )
 
+// StockChannel is the NOTIFY channel on which every transaction that
+// changes an item's stock announces the item's new level. PostgreSQL
+// delivers a NOTIFY only when its transaction commits, so listeners never
+// hear of a change that did not happen. The payload is StockNotification
+// as JSON.
+const StockChannel = "stockguard_stock"
+
+// StockNotification is the payload on StockChannel.
+type StockNotification struct {
+	ItemID    string `json:"id"`
+	Available int32  `json:"a"`
+	Reserved  int32  `json:"r"`
+	Sold      int32  `json:"s"`
+	Version   int64  `json:"v"`
+}
+
+// NotifyStockSQL turns rows (id, available, reserved, sold, version) of the
+// CTE named changed into one NOTIFY each, in the statement that changed them.
+const NotifyStockSQL = `SELECT pg_notify('` + StockChannel + `', json_build_object('id', id, 'a', available, 'r', reserved, 's', sold, 'v', version)::text) FROM changed`
+
 // TxConfig bounds every transaction the runner starts.
 type TxConfig struct {
 	LockTimeout      time.Duration // SET LOCAL lock_timeout

@@ -51,7 +51,7 @@ func HandlerOptions(v Verifier, limiter *RateLimiter) []connect.HandlerOption {
 // NewAPIHandler mounts the three services behind a vanguard transcoder,
 // which serves gRPC, gRPC-Web and Connect as they are and REST from the
 // google.api.http bindings.
-func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock StockHandler, v Verifier, limiter *RateLimiter) (http.Handler, error) {
+func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler, v Verifier, limiter *RateLimiter) (http.Handler, error) {
 	opts := HandlerOptions(v, limiter)
 	services := []*vanguard.Service{
 		vanguard.NewService(stockguardv1connect.NewInventoryServiceHandler(inv, opts...)),
@@ -96,6 +96,7 @@ type routeParams struct {
 	Config    config.Config
 	Inventory *InventoryHandler
 	Orders    *OrderHandler
+	Stock     *StockHandler
 	Authority *auth.Authority
 	Checker   *health.Checker
 	Log       *zap.Logger
@@ -107,7 +108,7 @@ type routeResults struct {
 }
 
 func routes(p routeParams) (routeResults, error) {
-	api, err := NewAPIHandler(p.Inventory, p.Orders, StockHandler{}, p.Authority,
+	api, err := NewAPIHandler(p.Inventory, p.Orders, p.Stock, p.Authority,
 		NewRateLimiter(p.Config.RateLimitRPS, p.Config.RateLimitBurst))
 	if err != nil {
 		return routeResults{}, err
@@ -118,7 +119,7 @@ func routes(p routeParams) (routeResults, error) {
 		out.Routes = append(out.Routes, httpserver.Route{Pattern: pattern, Handler: h})
 	}
 	// Caps the whole body, whatever the protocol, before any decoding.
-	add("/", CORS(p.Config.CORSOrigins)(http.MaxBytesHandler(api, MaxRequestBytes+64<<10)))
+	add("/", CORS(p.Config.CORSOrigins)(streamingDeadlines(http.MaxBytesHandler(api, MaxRequestBytes+64<<10))))
 	add(grpcreflect.NewHandlerV1(reflector))
 	add(grpcreflect.NewHandlerV1Alpha(reflector))
 	add(grpchealth.NewHandler(readinessChecker{p.Checker}))
@@ -131,5 +132,5 @@ func routes(p routeParams) (routeResults, error) {
 // Module serves the API over every protocol on the API server. It needs
 // the inventory and orders services, an auth.Authority and a health.Checker.
 var Module = fx.Module("transport.connect",
-	fx.Provide(NewInventoryHandler, NewOrderHandler, routes),
+	fx.Provide(NewInventoryHandler, NewOrderHandler, NewStockHandler, routes),
 )

@@ -12,6 +12,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stockguard/stockguard/modules/broadcast"
+	bcpg "github.com/stockguard/stockguard/modules/broadcast/postgres"
 	"github.com/stockguard/stockguard/modules/inventory"
 	invmem "github.com/stockguard/stockguard/modules/inventory/memory"
 	invpg "github.com/stockguard/stockguard/modules/inventory/postgres"
@@ -25,6 +29,7 @@ import (
 	"github.com/stockguard/stockguard/platform/metrics"
 	"github.com/stockguard/stockguard/platform/postgres"
 	transport "github.com/stockguard/stockguard/transports/connect"
+	"github.com/stockguard/stockguard/transports/websocket"
 )
 
 // DevTokenTTL is how long the tokens logged in dev mode last.
@@ -46,13 +51,37 @@ func Options(cfg config.Config, log *zap.Logger) fx.Option {
 		),
 		fx.Provide(func() (*auth.Authority, error) { return Authority(cfg, log) }),
 		Storage(cfg, log),
+		StockFeed(cfg),
 		inventory.Module,
 		orders.Module,
+		broadcast.Module,
+		fx.Provide(Levels),
 		httpserver.Module,
 		health.Module,
 		metrics.Module,
 		transport.Module,
+		websocket.Module,
 	)
+}
+
+// Levels reads watched items' levels through the inventory service, for
+// the broadcast hub's snapshots.
+func Levels(inv *inventory.Service) broadcast.Levels {
+	return broadcast.LevelsFunc(func(ctx context.Context, ids []string) ([]broadcast.Update, error) {
+		items, err := inv.GetItems(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]broadcast.Update, len(items))
+		for i, it := range items {
+			out[i] = updateOf(it)
+		}
+		return out, nil
+	})
+}
+
+func updateOf(it inventory.Item) broadcast.Update {
+	return broadcast.Update{ItemID: it.ID, Available: it.Available, Reserved: it.Reserved, Sold: it.Sold, Version: it.Version}
 }
 
 // Authority returns the token authority for cfg. With no secret configured
@@ -92,6 +121,14 @@ func Storage(cfg config.Config, log *zap.Logger) fx.Option {
 				func(s *invmem.ItemStore) ordmem.Items { return s },
 				fx.Annotate(ordmem.NewOrderStore, fx.As(new(orders.Store))),
 			),
+			// The in-memory store announces committed changes in-process.
+			fx.Invoke(func(s *invmem.ItemStore, hub *broadcast.Hub) {
+				s.OnChange(func(items []inventory.Item) {
+					for _, it := range items {
+						_ = hub.Publish(updateOf(it)) // encoding a fixed message cannot fail
+					}
+				})
+			}),
 		)
 	}
 	log.Info("storage: PostgreSQL")
@@ -108,5 +145,28 @@ func Storage(cfg config.Config, log *zap.Logger) fx.Option {
 				return health.Check{Name: "postgres", Fn: func(ctx context.Context) error { return r.Pool().Ping(ctx) }}
 			}),
 		),
+	)
+}
+
+// StockFeed feeds the broadcast hub from PostgreSQL: every replica LISTENs
+// for committed changes, wherever they were made. The in-memory store
+// publishes in-process instead (see Storage).
+func StockFeed(cfg config.Config) fx.Option {
+	if cfg.DatabaseURL == "" {
+		return fx.Options()
+	}
+	return fx.Module("broadcast.postgres",
+		fx.Provide(
+			func(lc fx.Lifecycle, r *postgres.Runner, hub *broadcast.Hub, log *zap.Logger) *bcpg.Feed {
+				connCfg := r.Pool().Config().ConnConfig
+				f := bcpg.NewFeed(func(ctx context.Context) (*pgx.Conn, error) {
+					return pgx.ConnectConfig(ctx, connCfg.Copy())
+				}, hub, log)
+				lc.Append(fx.StartStopHook(f.Start, f.Stop))
+				return f
+			},
+			health.AsCheck(func(f *bcpg.Feed) health.Check { return health.Check{Name: "stock_feed", Fn: f.Check} }),
+		),
+		fx.Invoke(func(*bcpg.Feed) {}),
 	)
 }

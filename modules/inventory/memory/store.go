@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stockguard/stockguard/modules/inventory"
@@ -23,6 +24,8 @@ type row struct {
 
 // ItemStore is the in-memory inventory store.
 type ItemStore struct {
+	onChange atomic.Pointer[func([]inventory.Item)]
+
 	mu    sync.RWMutex // guards rows, skus and ids (not the rows' contents)
 	rows  map[string]*row
 	skus  map[string]string
@@ -42,6 +45,11 @@ func (l *ledger) append(ms ...inventory.Movement) {
 	l.rows = append(l.rows, ms...)
 	l.mu.Unlock()
 }
+
+// OnChange registers fn to hear every committed stock change, with the
+// items' new states, in version order per item. fn runs while the items are
+// still locked, so it must not block and must not call the store.
+func (s *ItemStore) OnChange(fn func([]inventory.Item)) { s.onChange.Store(&fn) }
 
 // NewItemStore returns an empty store.
 func NewItemStore() *ItemStore {
@@ -81,6 +89,26 @@ func (s *ItemStore) GetItem(ctx context.Context, id string) (inventory.Item, err
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.item, nil
+}
+
+// GetItems implements inventory.Store.
+func (s *ItemStore) GetItems(ctx context.Context, ids []string) ([]inventory.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]inventory.Item, 0, len(ids))
+	for _, id := range ids {
+		s.mu.RLock()
+		r, ok := s.rows[id]
+		s.mu.RUnlock()
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		out = append(out, r.item)
+		r.mu.Unlock()
+	}
+	return out, nil
 }
 
 // ListItems implements inventory.Store.
@@ -186,10 +214,15 @@ func (s *ItemStore) UpdateItems(ctx context.Context, ids []string, fn func(items
 			return fmt.Errorf("memory: movements would break item %s: %+v", id, it)
 		}
 	}
+	changed := make([]inventory.Item, 0, len(next))
 	for id, it := range next {
 		r := byID[id]
 		it.Version = r.item.Version + 1 // one version per item per change, as in PostgreSQL
 		r.item = it
+		changed = append(changed, it)
+	}
+	if fn := s.onChange.Load(); fn != nil && len(changed) > 0 {
+		(*fn)(changed)
 	}
 	for _, m := range moves {
 		sums := &byID[m.ItemID].sums

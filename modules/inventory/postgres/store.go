@@ -74,6 +74,26 @@ func (s *ItemStore) GetItem(ctx context.Context, id string) (inventory.Item, err
 	return it, nil
 }
 
+// GetItems reads items by id without locking them; unknown or malformed
+// ids are left out.
+func (s *ItemStore) GetItems(ctx context.Context, ids []string) ([]inventory.Item, error) {
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if inventory.ValidateID("item_id", id) == nil {
+			valid = append(valid, id)
+		}
+	}
+	rows, err := s.db.Pool().Query(ctx, `SELECT `+itemColumns+` FROM items WHERE id = ANY($1::uuid[])`, valid)
+	if err != nil {
+		return nil, mapErr("get items", err)
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (inventory.Item, error) { return scanItem(r) })
+	if err != nil {
+		return nil, mapErr("get items", err)
+	}
+	return items, nil
+}
+
 // ListItems pages by primary key, so each page is one index range scan.
 func (s *ItemStore) ListItems(ctx context.Context, afterID string, limit int) ([]inventory.Item, error) {
 	var rows pgx.Rows
@@ -112,6 +132,9 @@ func (s *ItemStore) AdjustStock(ctx context.Context, id string, delta int32) (in
 		out, err = scanItem(tx.QueryRow(ctx, `UPDATE items SET available = available + $2, adjusted = adjusted + $2, version = version + 1
 			WHERE id = $1 RETURNING `+itemColumns, id, delta))
 		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `WITH changed AS (SELECT id, available, reserved, sold, version FROM items WHERE id = $1) `+pg.NotifyStockSQL, id); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO stock_ledger (item_id, kind, d_available, d_reserved, d_sold, create_time)

@@ -74,11 +74,14 @@ func applyMovements(ctx context.Context, tx pgx.Tx, moves []inventory.Movement, 
 		da[i], dr[i], ds[i] = m.Available, m.Reserved, m.Sold
 	}
 	// Sum per item first: one item may move for several orders at once.
-	if _, err := tx.Exec(ctx, `UPDATE items i
+	// One UPDATE for every item, announcing each new level once (see
+	// pg.StockChannel); the announcement is delivered only if we commit.
+	if _, err := tx.Exec(ctx, `WITH changed AS (UPDATE items i
 		SET available = i.available + d.da, reserved = i.reserved + d.dr, sold = i.sold + d.ds, version = i.version + 1
 		FROM (SELECT id, sum(da)::int AS da, sum(dr)::int AS dr, sum(ds)::int AS ds
 		      FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[]) AS m(id, da, dr, ds) GROUP BY id) d
-		WHERE i.id = d.id`, ids, da, dr, ds); err != nil {
+		WHERE i.id = d.id
+		RETURNING i.id, i.available, i.reserved, i.sold, i.version) `+pg.NotifyStockSQL, ids, da, dr, ds); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO stock_ledger (item_id, order_id, kind, d_available, d_reserved, d_sold, create_time)
