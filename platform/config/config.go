@@ -45,7 +45,8 @@ type Config struct {
 
 	ReadHeaderTimeout time.Duration // STOCKGUARD_READ_HEADER_TIMEOUT: slow-header clients are cut off after this
 
-	WSMaxConnections int // STOCKGUARD_WS_MAX_CONNECTIONS: open WebSocket connections at once
+	WSMaxConnections int           // STOCKGUARD_WS_MAX_CONNECTIONS: open WebSocket connections at once
+	WSWriteTimeout   time.Duration // STOCKGUARD_WS_WRITE_TIMEOUT: a client that takes longer to accept a frame is evicted
 
 	LogFormat string // STOCKGUARD_LOG_FORMAT: json or console
 	LogLevel  string // STOCKGUARD_LOG_LEVEL: debug, info, warn or error
@@ -68,6 +69,7 @@ func Defaults() Config {
 		RateLimitBurst:    100,
 		ReadHeaderTimeout: 5 * time.Second,
 		WSMaxConnections:  20_000,
+		WSWriteTimeout:    5 * time.Second,
 		LogFormat:         "json",
 		LogLevel:          "info",
 		ShutdownTimeout:   15 * time.Second,
@@ -117,6 +119,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	rps := strconv.FormatFloat(c.RateLimitRPS, 'f', -1, 64)
 	str(&rps, "rate-limit-rps", "STOCKGUARD_RATE_LIMIT_RPS", "sustained calls per second per caller; 0 disables")
 	num(&c.RateLimitBurst, "rate-limit-burst", "STOCKGUARD_RATE_LIMIT_BURST", "calls a caller may make at once")
+	dur(&c.WSWriteTimeout, "ws-write-timeout", "STOCKGUARD_WS_WRITE_TIMEOUT", "evict a WebSocket client that takes longer than this to accept a frame")
 	num(&c.WSMaxConnections, "ws-max-connections", "STOCKGUARD_WS_MAX_CONNECTIONS", "open WebSocket connections at once")
 	dur(&c.ReadHeaderTimeout, "read-header-timeout", "STOCKGUARD_READ_HEADER_TIMEOUT", "longest wait for request headers")
 	str(&c.HTTPAddr, "http-addr", "STOCKGUARD_HTTP_ADDR", "API listen address")
@@ -180,6 +183,7 @@ func (c Config) Validate() error {
 		{"STOCKGUARD_DB_STATEMENT_TIMEOUT", c.StatementTimeout},
 		{"STOCKGUARD_SWEEP_INTERVAL", c.SweepInterval},
 		{"STOCKGUARD_SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+		{"STOCKGUARD_WS_WRITE_TIMEOUT", c.WSWriteTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {

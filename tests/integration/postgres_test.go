@@ -431,3 +431,5 @@ func TestAmbiguousCommit_LostCommitIsRetriedSafelyWithTheKey(t *testing.T) {
 		t.Fatalf("sold = %d, want 2", got.Sold)
 	}
 }
+
+func pgxConnect(url string) (*pgx.Conn, error) { return pgx.Connect(context.Background(), url) }

@@ -23,9 +23,11 @@ import (
 	"github.com/stockguard/stockguard/cmd/stockguard/app"
 	stockguardv1 "github.com/stockguard/stockguard/gen/stockguard/v1"
 	"github.com/stockguard/stockguard/gen/stockguard/v1/stockguardv1connect"
+	"github.com/stockguard/stockguard/modules/broadcast"
 	"github.com/stockguard/stockguard/platform/auth"
 	"github.com/stockguard/stockguard/platform/config"
 	"github.com/stockguard/stockguard/platform/httpserver"
+	"github.com/stockguard/stockguard/transports/websocket"
 )
 
 const testSecret = "integration-test-secret-0123456789abcdef"
@@ -46,6 +48,8 @@ type testServer struct {
 	adminBase string
 	cfg       config.Config
 	authority *auth.Authority
+	hub       *broadcast.Hub
+	ws        *websocket.Server
 }
 
 // startServer runs the real app on random loopback ports until t ends. For
@@ -67,7 +71,9 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	var api *httpserver.API
 	var admin *httpserver.Admin
-	fxApp := fx.New(app.Options(cfg, log), fx.Populate(&api, &admin))
+	var hub *broadcast.Hub
+	var ws *websocket.Server
+	fxApp := fx.New(app.Options(cfg, log), fx.Populate(&api, &admin, &hub, &ws))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := fxApp.Start(ctx); err != nil {
@@ -85,6 +91,8 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 		adminBase: "http://" + admin.Addr().String(),
 		cfg:       cfg,
 		authority: auth.NewAuthority([]byte(testSecret)),
+		hub:       hub,
+		ws:        ws,
 	}
 }
 

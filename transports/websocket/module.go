@@ -22,6 +22,9 @@ type params struct {
 func newServer(p params) *Server {
 	cfg := DefaultConfig()
 	cfg.Origins = p.Config.CORSOrigins
+	if p.Config.WSWriteTimeout > 0 {
+		cfg.WriteTimeout = p.Config.WSWriteTimeout
+	}
 	if p.Config.WSMaxConnections > 0 {
 		cfg.MaxConnections = p.Config.WSMaxConnections
 	}

@@ -36,7 +36,7 @@ const (
 // Close codes used on refusals, besides the standard ones gorilla sends
 // (1009 for an oversized frame).
 const (
-	CloseGoingAway     = websocket.CloseGoingAway      // 1001: server shutting down
+	CloseGoingAway     = websocket.CloseGoingAway       // 1001: server shutting down
 	ClosePolicy        = websocket.ClosePolicyViolation // 1008: bad message or too many subscriptions
 	CloseTryAgainLater = websocket.CloseTryAgainLater   // 1013: too many connections
 	CloseSlowConsumer  = 4008                           // the client did not drain its socket in time

@@ -141,7 +141,7 @@ func (f *Feed) loop(ctx context.Context, conn *pgx.Conn) {
 // listen relays notifications from conn until it fails or ctx ends, then
 // closes it.
 func (f *Feed) listen(ctx context.Context, conn *pgx.Conn) error {
-	defer conn.Close(context.WithoutCancel(ctx)) //nolint:errcheck // the connection is done either way
+	defer conn.Close(context.WithoutCancel(ctx))
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
