@@ -152,11 +152,18 @@ func (h *Hub) Stats() Stats {
 	}
 }
 
-// NewSubscriber returns a subscriber allowed up to maxItems subscriptions.
-// Close it when its connection ends.
+// NewSubscriber returns a subscriber allowed up to maxItems subscriptions,
+// whose writer waits on Ready or Next. Close it when its connection ends.
 func (h *Hub) NewSubscriber(maxItems int) *Subscriber {
+	return h.NewNotifiedSubscriber(maxItems, nil)
+}
+
+// NewNotifiedSubscriber is NewSubscriber for writers that have no goroutine
+// of their own: notify is called (from the publisher, so it must not block)
+// whenever frames become pending or the subscriber closes.
+func (h *Hub) NewNotifiedSubscriber(maxItems int, notify func()) *Subscriber {
 	h.subscribers.Add(1)
-	return &Subscriber{hub: h, maxItems: maxItems, ready: make(chan struct{}, 1),
+	return &Subscriber{hub: h, maxItems: maxItems, ready: make(chan struct{}, 1), notify: notify,
 		items: map[string]int64{}, pending: map[string]*Frame{}}
 }
 

@@ -13,6 +13,7 @@ type Subscriber struct {
 	hub      *Hub
 	maxItems int
 	ready    chan struct{} // capacity 1: "pending is not empty"
+	notify   func()        // if set, called instead of signalling ready
 
 	mu      sync.Mutex
 	closed  bool
@@ -40,10 +41,7 @@ func (s *Subscriber) offer(f *Frame) offerResult {
 	_, replaced := s.pending[id]
 	s.pending[id] = f
 	s.mu.Unlock()
-	select {
-	case s.ready <- struct{}{}:
-	default: // already signalled
-	}
+	s.signal()
 	if replaced {
 		return offerConflated
 	}
@@ -160,14 +158,24 @@ func (s *Subscriber) ids() []string {
 
 func (s *Subscriber) close() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return false
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.signal()
+	return true
+}
+
+// signal wakes the subscriber's writer. It never blocks.
+func (s *Subscriber) signal() {
+	if s.notify != nil {
+		s.notify()
+		return
+	}
 	select {
 	case s.ready <- struct{}{}:
-	default:
+	default: // already signalled
 	}
-	return true
 }

@@ -31,7 +31,7 @@ func newServer(p params) *Server {
 	s := NewServer(p.Hub, cfg, p.Log)
 	// Hijacked connections are not closed by http.Server.Shutdown; say
 	// goodbye to them ourselves before the API server stops.
-	p.LC.Append(fx.StopHook(s.Shutdown))
+	p.LC.Append(fx.StartStopHook(s.Start, s.Shutdown))
 	return s
 }
 

@@ -1,8 +1,9 @@
 // Package websocket serves live stock over WebSockets at GET /v1/ws with
-// gorilla/websocket. Each connection has two goroutines: the HTTP handler's
-// own, which becomes the writer, and a reader for control frames and
-// subscribe messages. Write buffers come from a shared pool, so an idle
-// connection holds none.
+// gorilla/websocket. An idle connection costs one goroutine, its reader
+// (pongs and subscribe messages), and a few small structs: the HTTP handler
+// returns right after the upgrade, writes are made by a fixed pool of
+// writer goroutines woken by the hub, one pinger serves every connection,
+// and write buffers come from a shared pool.
 //
 // It depends on the broadcast module; no module depends on it.
 package websocket
@@ -51,6 +52,7 @@ type Config struct {
 	WriteTimeout     time.Duration // a write that takes longer evicts the client
 	PingInterval     time.Duration
 	PongTimeout      time.Duration // no pong (or message) for this long closes the connection
+	Writers          int           // writer goroutines shared by every connection
 }
 
 // DefaultConfig is the configuration unless told otherwise.
@@ -73,21 +75,28 @@ type Server struct {
 	cfg      Config
 	log      *zap.Logger
 	upgrader websocket.Upgrader
+	queue    chan *wsConn // connections with something to write; each at most once
 
-	open     atomic.Int64
-	sent     atomic.Uint64
-	mu       sync.Mutex
-	conns    map[*websocket.Conn]chan struct{} // -> closed to ask the writer to say goodbye
-	refused  map[string]uint64
-	evicted  map[string]uint64
-	closing  bool
-	handlers sync.WaitGroup
+	open    atomic.Int64
+	sent    atomic.Uint64
+	mu      sync.Mutex
+	conns   map[*wsConn]struct{}
+	refused map[string]uint64
+	evicted map[string]uint64
+	closing bool
+	stop    chan struct{}
+	workers sync.WaitGroup
+	gone    sync.WaitGroup // one per open connection, done when it is torn down
 }
 
-// NewServer returns the handler.
+// NewServer returns the handler. Start its writers before serving.
 func NewServer(hub *broadcast.Hub, cfg Config, log *zap.Logger) *Server {
-	s := &Server{hub: hub, cfg: cfg, log: log.Named("websocket"),
-		conns: map[*websocket.Conn]chan struct{}{}, refused: map[string]uint64{}, evicted: map[string]uint64{}}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 32
+	}
+	s := &Server{hub: hub, cfg: cfg, log: log.Named("websocket"), stop: make(chan struct{}),
+		queue: make(chan *wsConn, cfg.MaxConnections+cfg.Writers),
+		conns: map[*wsConn]struct{}{}, refused: map[string]uint64{}, evicted: map[string]uint64{}}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   512, // client frames are small subscribe messages
@@ -97,6 +106,15 @@ func NewServer(hub *broadcast.Hub, cfg Config, log *zap.Logger) *Server {
 		CheckOrigin:      s.checkOrigin,
 	}
 	return s
+}
+
+// Start launches the writer pool and the pinger.
+func (s *Server) Start(context.Context) error {
+	for range s.cfg.Writers {
+		s.workers.Go(s.writer)
+	}
+	s.workers.Go(s.pinger)
+	return nil
 }
 
 // checkOrigin allows clients that send no Origin (not browsers), same-origin
@@ -174,7 +192,61 @@ func parseIDs(list []string) (valid, invalid []string) {
 	return valid, invalid
 }
 
-// ServeHTTP upgrades the request and serves the connection until it ends.
+// maxOutbox bounds the error replies and close requests queued for one
+// connection: a client that floods bad requests loses replies, not server
+// memory.
+const maxOutbox = 8
+
+// wsConn is one client. Its writes are made by whichever writer takes it
+// off the queue; scheduled keeps it on the queue at most once, so its
+// writes never run concurrently.
+type wsConn struct {
+	s         *Server
+	conn      *websocket.Conn
+	sub       *broadcast.Subscriber
+	kind      int // TextMessage or BinaryMessage
+	scheduled atomic.Bool
+	pingDue   atomic.Bool
+
+	mu       sync.Mutex
+	outbox   [][]byte // error replies (text frames)
+	closeMsg []byte   // a close frame to send, then hang up
+	done     bool
+}
+
+func (c *wsConn) schedule() {
+	if !c.scheduled.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case c.s.queue <- c:
+	default:
+		// The queue holds every connection at most once and is sized for
+		// them all; this only happens while old connections drain.
+		go func() { c.s.queue <- c }()
+	}
+}
+
+func (c *wsConn) reply(msg []byte) {
+	c.mu.Lock()
+	if len(c.outbox) < maxOutbox {
+		c.outbox = append(c.outbox, msg)
+	}
+	c.mu.Unlock()
+	c.schedule()
+}
+
+func (c *wsConn) closeWith(code int, text string) {
+	c.mu.Lock()
+	if c.closeMsg == nil {
+		c.closeMsg = websocket.FormatCloseMessage(code, text)
+	}
+	c.mu.Unlock()
+	c.schedule()
+}
+
+// ServeHTTP upgrades the request, subscribes the initial items and returns;
+// the connection lives on in its reader goroutine and the writer pool.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.checkOrigin(r) {
 		s.count(s.refused, "origin")
@@ -190,7 +262,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.count(s.refused, "handshake")
 		return // the upgrader has answered
 	}
-	bye := make(chan struct{})
 	s.mu.Lock()
 	full := s.open.Load() >= int64(s.cfg.MaxConnections)
 	if s.closing || full {
@@ -204,163 +275,223 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = conn.Close()
 		return
 	}
-	s.conns[conn] = bye
-	s.open.Add(1)
-	s.handlers.Add(1)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, conn)
-		s.mu.Unlock()
-		s.open.Add(-1)
-		s.handlers.Done()
-	}()
-	s.serve(r.Context(), conn, initial, bye)
-}
-
-func (s *Server) serve(ctx context.Context, conn *websocket.Conn, initial []string, bye <-chan struct{}) {
-	defer conn.Close()
-	binary := conn.Subprotocol() == ProtoSubprotocol
-	sub := s.hub.NewSubscriber(s.cfg.MaxSubscriptions)
-	defer s.hub.Close(sub)
-
-	replies := make(chan []byte, 8) // reader -> writer; bounded, see reader
-	closeWith := make(chan []byte, 1)
-	readerDone := make(chan struct{})
-
-	refuse := func(code int, msg string) []byte { return websocket.FormatCloseMessage(code, msg) }
-	subscribe := func(ids []string) {
-		valid, invalid := parseIDs(ids)
-		if len(invalid) > 0 {
-			trySend(replies, errorFrame("INVALID_ARGUMENT", "item ids must be UUIDs", invalid))
-		}
-		unknown, err := s.hub.Subscribe(ctx, sub, valid)
-		switch {
-		case errors.Is(err, broadcast.ErrTooManySubscriptions):
-			trySend(closeWith, refuse(ClosePolicy, "too many subscriptions"))
-		case err != nil:
-			s.log.Warn("subscribe failed", zap.Error(err))
-			trySend(closeWith, refuse(websocket.CloseInternalServerErr, "subscribe failed; retry"))
-		case len(unknown) > 0:
-			trySend(replies, errorFrame("ITEM_NOT_FOUND", "no item has these ids", unknown))
-		}
+	c := &wsConn{s: s, conn: conn, kind: websocket.TextMessage}
+	if conn.Subprotocol() == ProtoSubprotocol {
+		c.kind = websocket.BinaryMessage
 	}
-	subscribe(initial)
+	c.sub = s.hub.NewNotifiedSubscriber(s.cfg.MaxSubscriptions, c.schedule)
+	s.conns[c] = struct{}{}
+	s.open.Add(1)
+	s.gone.Add(1)
+	s.mu.Unlock()
 
 	conn.SetReadLimit(s.cfg.ReadLimit)
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
 	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout)) })
-	go func() {
-		defer close(readerDone)
-		for {
-			_, data, err := conn.ReadMessage()
-			if err != nil {
-				if errors.Is(err, websocket.ErrReadLimit) {
-					s.count(s.evicted, "frame_too_big")
-				}
-				return
+	c.subscribe(context.WithoutCancel(r.Context()), initial)
+	go c.read()
+}
+
+func (c *wsConn) subscribe(ctx context.Context, ids []string) {
+	valid, invalid := parseIDs(ids)
+	if len(invalid) > 0 {
+		c.reply(errorFrame("INVALID_ARGUMENT", "item ids must be UUIDs", invalid))
+	}
+	unknown, err := c.s.hub.Subscribe(ctx, c.sub, valid)
+	switch {
+	case errors.Is(err, broadcast.ErrTooManySubscriptions):
+		c.closeWith(ClosePolicy, "too many subscriptions")
+	case errors.Is(err, broadcast.ErrClosed):
+	case err != nil:
+		c.s.log.Warn("subscribe failed", zap.Error(err))
+		c.closeWith(websocket.CloseInternalServerErr, "subscribe failed; retry")
+	case len(unknown) > 0:
+		c.reply(errorFrame("ITEM_NOT_FOUND", "no item has these ids", unknown))
+	}
+}
+
+// read handles the client's frames until the connection ends, then tears
+// it down.
+func (c *wsConn) read() {
+	defer c.teardown()
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				c.s.count(c.s.evicted, "frame_too_big")
 			}
-			_ = conn.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout))
-			var m clientMessage
-			if err := json.Unmarshal(data, &m); err != nil || (m.Subscribe == nil && m.Unsubscribe == nil) {
-				trySend(closeWith, refuse(ClosePolicy, `expected {"subscribe":[ids]} or {"unsubscribe":[ids]}`))
-				return
-			}
-			if len(m.Unsubscribe) > 0 {
-				s.hub.Unsubscribe(sub, m.Unsubscribe)
-			}
-			if len(m.Subscribe) > 0 {
-				subscribe(m.Subscribe)
+			return
+		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(c.s.cfg.PongTimeout))
+		var m clientMessage
+		if err := json.Unmarshal(data, &m); err != nil || (m.Subscribe == nil && m.Unsubscribe == nil) {
+			c.closeWith(ClosePolicy, `expected {"subscribe":[ids]} or {"unsubscribe":[ids]}`)
+			continue // the writer hangs up; the next read fails
+		}
+		if len(m.Unsubscribe) > 0 {
+			c.s.hub.Unsubscribe(c.sub, m.Unsubscribe)
+		}
+		if len(m.Subscribe) > 0 {
+			c.subscribe(context.Background(), m.Subscribe)
+		}
+	}
+}
+
+func (c *wsConn) teardown() {
+	c.mu.Lock()
+	already := c.done
+	c.done = true
+	c.mu.Unlock()
+	if already {
+		return
+	}
+	_ = c.conn.Close()
+	c.s.hub.Close(c.sub)
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	c.s.open.Add(-1)
+	c.s.gone.Done()
+}
+
+// hangUp closes the socket; the reader then fails and tears down.
+func (c *wsConn) hangUp(cause string) {
+	if cause != "" {
+		c.s.count(c.s.evicted, cause)
+	}
+	_ = c.conn.Close()
+}
+
+// writer takes connections off the queue and writes what they have.
+func (s *Server) writer() {
+	for {
+		select {
+		case <-s.stop:
+			return
+		case c := <-s.queue:
+			c.flush()
+			c.scheduled.Store(false)
+			if c.hasWork() {
+				c.schedule()
 			}
 		}
-	}()
-
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
-	kind := websocket.TextMessage
-	if binary {
-		kind = websocket.BinaryMessage
 	}
+}
+
+func (c *wsConn) hasWork() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		return false
+	}
+	return len(c.outbox) > 0 || c.closeMsg != nil || c.pingDue.Load() || c.sub.Pending() > 0
+}
+
+// flush writes the pending frames, replies, ping and close of c.
+func (c *wsConn) flush() {
+	c.mu.Lock()
+	if c.done {
+		c.mu.Unlock()
+		return
+	}
+	outbox, closeMsg := c.outbox, c.closeMsg
+	c.outbox = nil
+	c.mu.Unlock()
+
+	deadline := time.Now().Add(c.s.cfg.WriteTimeout)
 	write := func(kind int, data []byte) bool {
-		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		if err := conn.WriteMessage(kind, data); err != nil {
+		_ = c.conn.SetWriteDeadline(deadline)
+		if err := c.conn.WriteMessage(kind, data); err != nil {
 			cause := "write_error"
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
 				cause = "slow_consumer"
 			}
-			s.count(s.evicted, cause)
+			c.hangUp(cause)
 			return false
 		}
 		return true
 	}
+	for _, msg := range outbox {
+		if !write(websocket.TextMessage, msg) {
+			return
+		}
+	}
+	frames, err := c.sub.TryNext()
+	if err != nil {
+		return
+	}
+	for _, f := range frames {
+		data := f.JSON
+		if c.kind == websocket.BinaryMessage {
+			data = f.Proto
+		}
+		if !write(c.kind, data) {
+			return
+		}
+		c.s.sent.Add(1)
+	}
+	if c.pingDue.Swap(false) {
+		if err := c.conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {
+			c.hangUp("ping_failed")
+			return
+		}
+	}
+	if closeMsg != nil {
+		_ = c.conn.WriteControl(websocket.CloseMessage, closeMsg, time.Now().Add(time.Second))
+		c.hangUp("")
+	}
+}
+
+// pinger asks every connection to ping its client once per PingInterval.
+func (s *Server) pinger() {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
 	for {
 		select {
-		case <-sub.Ready():
-			frames, err := sub.TryNext()
-			if err != nil {
-				return
-			}
-			for _, f := range frames {
-				data := f.JSON
-				if binary {
-					data = f.Proto
-				}
-				if !write(kind, data) {
-					return
-				}
-				s.sent.Add(1)
-			}
-		case msg := <-replies:
-			if !write(websocket.TextMessage, msg) {
-				return
-			}
-		case msg := <-closeWith:
-			_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		case <-s.stop:
 			return
-		case <-ping.C:
-			if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout)); err != nil {
-				s.count(s.evicted, "ping_failed")
-				return
+		case <-t.C:
+			s.mu.Lock()
+			conns := make([]*wsConn, 0, len(s.conns))
+			for c := range s.conns {
+				conns = append(conns, c)
 			}
-		case <-readerDone:
-			return
-		case <-bye:
-			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
-			return
+			s.mu.Unlock()
+			for _, c := range conns {
+				c.pingDue.Store(true)
+				c.schedule()
+			}
 		}
 	}
 }
 
-// trySend delivers msg unless ch is full: a client that floods requests
-// faster than its replies drain loses replies, not server memory.
-func trySend(ch chan []byte, msg []byte) {
-	select {
-	case ch <- msg:
-	default:
-	}
-}
-
-// Shutdown says goodbye (close code 1001) to every connection and waits for
-// their handlers, or for ctx.
+// Shutdown says goodbye (close code 1001) to every connection, waits for
+// them to go, or for ctx, and stops the writers.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	for _, bye := range s.conns {
-		close(bye)
+	conns := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
 	done := make(chan struct{})
-	go func() { s.handlers.Wait(); close(done) }()
+	go func() { s.gone.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			_ = c.Close()
+		for _, c := range conns {
+			_ = c.conn.Close()
 		}
-		s.mu.Unlock()
-		return ctx.Err()
+		<-done
+		err = ctx.Err()
 	}
+	close(s.stop)
+	s.workers.Wait()
+	return err
 }
