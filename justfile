@@ -57,9 +57,14 @@ lint:
 fuzz FUZZTIME="30s":
     for f in $(go test -list '^Fuzz' ./transports/connect/ | grep '^Fuzz'); do go test -run '^$' -fuzz "^$f\$" -fuzztime {{ FUZZTIME }} ./transports/connect/; done
 
-# Microbenchmarks with allocation counts; compare runs with benchstat.
+# Microbenchmarks with allocation counts; compare runs with `go run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt`.
 bench:
-    go test -run '^$' -bench . -benchmem ./...
+    go test -run '^$' -bench . -benchmem ./... | tee benchmarks/results/bench-latest.txt
+
+# Fan-out benchmark: N WebSocket clients, a burst of changes, stockguard beside a chat-style hub.
+fanout N="10000" BURST="50":
+    go build -o /tmp/stockguard-bench ./cmd/stockguard
+    go run ./benchmarks/fanout -server-bin /tmp/stockguard-bench -n {{ N }} -burst {{ BURST }} -json benchmarks/results/fanout-{{ N }}.json
 
 # Build the PostgreSQL image from Debian packages (for machines without registry access).
 postgres-image:

@@ -66,7 +66,7 @@ func runChatServer(addr string) {
 		hub.register <- c
 		go func() { // write pump
 			ping := time.NewTicker(25 * time.Second)
-			defer func() { ping.Stop(); conn.Close() }()
+			defer func() { ping.Stop(); _ = conn.Close() }()
 			for {
 				select {
 				case msg, ok := <-c.send:
@@ -86,7 +86,7 @@ func runChatServer(addr string) {
 			}
 		}()
 		go func() { // read pump
-			defer func() { hub.unregister <- c; conn.Close() }()
+			defer func() { hub.unregister <- c; _ = conn.Close() }()
 			conn.SetReadLimit(4096)
 			for {
 				if _, _, err := conn.ReadMessage(); err != nil {

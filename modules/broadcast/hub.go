@@ -163,8 +163,7 @@ func (h *Hub) NewSubscriber(maxItems int) *Subscriber {
 // whenever frames become pending or the subscriber closes.
 func (h *Hub) NewNotifiedSubscriber(maxItems int, notify func()) *Subscriber {
 	h.subscribers.Add(1)
-	return &Subscriber{hub: h, maxItems: maxItems, ready: make(chan struct{}, 1), notify: notify,
-		items: map[string]int64{}, pending: map[string]*Frame{}}
+	return &Subscriber{hub: h, maxItems: maxItems, ready: make(chan struct{}, 1), notify: notify}
 }
 
 // Subscribe adds ids to sub and queues a snapshot of each. It returns the

@@ -2,13 +2,18 @@ package broadcast
 
 import (
 	"context"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 )
 
 // Subscriber is one watcher's mailbox: at most one pending frame per item.
 // Publishers overwrite older pending frames (conflation) and never wait;
-// the watcher's writer drains it with Next.
+// the watcher's writer drains it with Next or TryNext.
+//
+// A watcher follows at most a few dozen items, so its state is kept in
+// small slices rather than maps: less memory per idle connection, and a
+// linear scan of a few entries is as fast as hashing.
 type Subscriber struct {
 	hub      *Hub
 	maxItems int
@@ -17,8 +22,13 @@ type Subscriber struct {
 
 	mu      sync.Mutex
 	closed  bool
-	items   map[string]int64 // subscribed ids -> newest version queued or sent
-	pending map[string]*Frame
+	items   []watched // subscribed items with the newest version queued or sent
+	pending []*Frame  // at most one per item
+}
+
+type watched struct {
+	id      string
+	version int64
 }
 
 type offerResult int
@@ -29,17 +39,34 @@ const (
 	offerStale
 )
 
+func (s *Subscriber) find(id string) int {
+	for i := range s.items {
+		if s.items[i].id == id {
+			return i
+		}
+	}
+	return -1
+}
+
 func (s *Subscriber) offer(f *Frame) offerResult {
 	id, v := f.Update.ItemID, f.Update.Version
 	s.mu.Lock()
-	last, subscribed := s.items[id]
-	if s.closed || !subscribed || v <= last {
+	i := s.find(id)
+	if s.closed || i < 0 || v <= s.items[i].version {
 		s.mu.Unlock()
 		return offerStale
 	}
-	s.items[id] = v
-	_, replaced := s.pending[id]
-	s.pending[id] = f
+	s.items[i].version = v
+	replaced := false
+	for j, p := range s.pending {
+		if p.Update.ItemID == id {
+			s.pending[j], replaced = f, true
+			break
+		}
+	}
+	if !replaced {
+		s.pending = append(s.pending, f)
+	}
 	s.mu.Unlock()
 	s.signal()
 	if replaced {
@@ -72,17 +99,15 @@ func (s *Subscriber) TryNext() ([]*Frame, error) {
 		s.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if len(s.pending) == 0 {
-		s.mu.Unlock()
+	out := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if len(out) == 0 {
 		return nil, nil
 	}
-	out := make([]*Frame, 0, len(s.pending))
-	for _, f := range s.pending {
-		out = append(out, f)
+	if len(out) > 1 {
+		slices.SortFunc(out, func(a, b *Frame) int { return strings.Compare(a.Update.ItemID, b.Update.ItemID) })
 	}
-	clear(s.pending)
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Update.ItemID < out[j].Update.ItemID })
 	s.hub.delivered.Add(uint64(len(out)))
 	return out, nil
 }
@@ -108,13 +133,11 @@ func (s *Subscriber) Len() int {
 func (s *Subscriber) newIDs(ids []string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := map[string]bool{}
 	var out []string
 	for _, id := range ids {
-		if _, ok := s.items[id]; ok || seen[id] {
+		if s.find(id) >= 0 || slices.Contains(out, id) {
 			continue
 		}
-		seen[id] = true
 		out = append(out, id)
 	}
 	return out
@@ -132,26 +155,24 @@ func (s *Subscriber) reserve(ids []string) error {
 		return ErrTooManySubscriptions
 	}
 	for _, id := range ids {
-		s.items[id] = 0
+		s.items = append(s.items, watched{id: id})
 	}
 	return nil
 }
 
 func (s *Subscriber) forget(ids []string) {
 	s.mu.Lock()
-	for _, id := range ids {
-		delete(s.items, id)
-		delete(s.pending, id)
-	}
+	s.items = slices.DeleteFunc(s.items, func(w watched) bool { return slices.Contains(ids, w.id) })
+	s.pending = slices.DeleteFunc(s.pending, func(f *Frame) bool { return slices.Contains(ids, f.Update.ItemID) })
 	s.mu.Unlock()
 }
 
 func (s *Subscriber) ids() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.items))
-	for id := range s.items {
-		out = append(out, id)
+	out := make([]string, len(s.items))
+	for i, w := range s.items {
+		out[i] = w.id
 	}
 	return out
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/stockguard/stockguard/platform/httpserver"
 	"github.com/stockguard/stockguard/platform/metrics"
 	"github.com/stockguard/stockguard/platform/postgres"
+	"github.com/stockguard/stockguard/platform/profiling"
 	transport "github.com/stockguard/stockguard/transports/connect"
 	"github.com/stockguard/stockguard/transports/websocket"
 )
@@ -59,6 +60,7 @@ func Options(cfg config.Config, log *zap.Logger) fx.Option {
 		httpserver.Module,
 		health.Module,
 		metrics.Module,
+		profiling.Module,
 		transport.Module,
 		websocket.Module,
 	)
