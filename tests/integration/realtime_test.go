@@ -199,29 +199,40 @@ func TestRealtime_SlowClientIsEvictedOthersKeepUp(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the snapshots", func() bool { return fast.latest(ids[99]) != nil })
 
-	// Push far more than a socket buffer holds, straight through the hub.
-	const rounds = 600
+	// Keep publishing, straight through the hub, until the stuck socket
+	// fills and the slow client is evicted; then one last round.
+	v := int64(1)
 	began := time.Now()
-	for v := int64(2); v <= rounds; v++ {
+	for srv.ws.Stats().Evicted["slow_consumer"] == 0 {
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("the slow client was not evicted after %d rounds in %s", v, time.Since(began))
+		}
+		v++
 		for _, id := range ids {
 			_ = srv.hub.Publish(broadcast.Update{ItemID: id, Available: 10, Version: v})
 		}
+		if v%50 == 0 {
+			time.Sleep(10 * time.Millisecond) // let the writers run
+		}
 	}
-	publishTook := time.Since(began)
+	evictedAfter := time.Since(began)
+	v++
+	for _, id := range ids {
+		_ = srv.hub.Publish(broadcast.Update{ItemID: id, Available: 10, Version: v})
+	}
 	waitFor(t, 20*time.Second, "the reading client to get the last round", func() bool {
 		for _, id := range ids {
-			if u := fast.latest(id); u == nil || u.GetVersion() != rounds {
+			if u := fast.latest(id); u == nil || u.GetVersion() != v {
 				return false
 			}
 		}
 		return true
 	})
-	waitFor(t, 20*time.Second, "the slow client's eviction", func() bool { return srv.ws.Stats().Evicted["slow_consumer"] == 1 })
 	waitFor(t, 10*time.Second, "the connection count to drop to the one reader", func() bool { return srv.ws.Stats().Connections == 1 })
+	t.Logf("the stuck client was evicted after %d rounds (%s); the reader kept up", v, evictedAfter)
 	if err := fast.failure(); err != nil {
 		t.Fatalf("reading client: %v", err)
 	}
-	t.Logf("published %d updates in %s while a client was stuck", rounds*len(ids), publishTook)
 
 	// Once the reader leaves too, goroutines and descriptors are back where they were.
 	fast.conn.Close()
@@ -454,5 +465,32 @@ func TestRealtime_CrossReplicaAndListenRecovery(t *testing.T) {
 	})
 	if err := watcher.failure(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("watcher: %v", err)
+	}
+}
+
+// Stopping the app says goodbye to every WebSocket with close code 1001.
+func TestRealtime_ShutdownClosesSocketsWithGoingAway(t *testing.T) {
+	srv := startServer(t, memoryStore)
+	admin := protocols[0].dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
+	item := createItem(t, admin, "BYE", 1, 0)
+	var clients []*wsClient
+	for range 5 {
+		c, _, err := dialWS(t, wsURL(srv, item.GetId()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	waitFor(t, 5*time.Second, "the snapshots", func() bool { return clients[4].latest(item.GetId()) != nil })
+	srv.stop()
+	for i, c := range clients {
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("client %d still open after shutdown", i)
+		}
+		if !gws.IsCloseError(c.failure(), gws.CloseGoingAway) {
+			t.Fatalf("client %d ended with %v, want close 1001", i, c.failure())
+		}
 	}
 }

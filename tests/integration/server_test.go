@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +51,7 @@ type testServer struct {
 	authority *auth.Authority
 	hub       *broadcast.Hub
 	ws        *websocket.Server
+	stop      func() // stops the app now; safe to call twice
 }
 
 // startServer runs the real app on random loopback ports until t ends. For
@@ -79,13 +81,17 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 	if err := fxApp.Start(ctx); err != nil {
 		t.Fatalf("start app: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := fxApp.Stop(ctx); err != nil {
-			t.Errorf("stop app: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := fxApp.Stop(ctx); err != nil {
+				t.Errorf("stop app: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	return &testServer{
 		base:      "http://" + api.Addr().String(),
 		adminBase: "http://" + admin.Addr().String(),
@@ -93,6 +99,7 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 		authority: auth.NewAuthority([]byte(testSecret)),
 		hub:       hub,
 		ws:        ws,
+		stop:      stop,
 	}
 }
 
