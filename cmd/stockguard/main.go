@@ -75,12 +75,16 @@ func load(args []string) (config.Config, *zap.Logger, error) {
 }
 
 func serve(args []string) error {
-	cfg, log, err := load(args)
+	cfg, err := config.Load(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, lvl, err := logging.New(cfg.LogFormat, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
-	fxApp := fx.New(app.Options(cfg, log))
+	fxApp := fx.New(app.Options(cfg, log), app.LogLevel(lvl))
 	if err := fxApp.Err(); err != nil {
 		return err
 	}

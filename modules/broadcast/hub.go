@@ -144,6 +144,18 @@ func (h *Hub) Resync(ctx context.Context) error {
 	return nil
 }
 
+// TopicCount is how many items have watchers.
+func (h *Hub) TopicCount() int {
+	n := 0
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		n += len(s.topics)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
 // Stats returns the running totals.
 func (h *Hub) Stats() Stats {
 	return Stats{

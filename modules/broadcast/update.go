@@ -1,6 +1,8 @@
 package broadcast
 
 import (
+	"time"
+
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -20,8 +22,9 @@ type Update struct {
 // subscriber it is sent to. It must not be modified.
 type Frame struct {
 	Update Update
-	JSON   []byte // protojson of stockguard.v1.StockUpdate (WebSocket text frames)
-	Proto  []byte // binary stockguard.v1.StockUpdate (WebSocket binary frames, RPC)
+	At     time.Time // when it was encoded, for delivery-lag measurement
+	JSON   []byte    // protojson of stockguard.v1.StockUpdate (WebSocket text frames)
+	Proto  []byte    // binary stockguard.v1.StockUpdate (WebSocket binary frames, RPC)
 }
 
 // Message returns the update as its API message.
@@ -42,5 +45,5 @@ func Encode(u Update) (*Frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Frame{Update: u, JSON: js, Proto: pb}, nil
+	return &Frame{Update: u, JSON: js, Proto: pb, At: time.Now()}, nil
 }

@@ -26,15 +26,22 @@ func NewService(store Store) *Service {
 
 // PlaceOrder places an order for the caller.
 func (s *Service) PlaceOrder(ctx context.Context, caller Caller, req PlaceRequest) (Order, error) {
+	o, _, err := s.Place(ctx, caller, req)
+	return o, err
+}
+
+// Place is PlaceOrder that also says whether the order was a replay of an
+// earlier request with the same idempotency key.
+func (s *Service) Place(ctx context.Context, caller Caller, req PlaceRequest) (placed Order, replayed bool, err error) {
 	if caller.CustomerID == "" {
-		return Order{}, ErrUnauthenticated
+		return Order{}, false, ErrUnauthenticated
 	}
 	if err := req.Validate(); err != nil {
-		return Order{}, err
+		return Order{}, false, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return Order{}, fmt.Errorf("new order id: %w", err)
+		return Order{}, false, fmt.Errorf("new order id: %w", err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	o := Order{
@@ -51,8 +58,7 @@ func (s *Service) PlaceOrder(ctx context.Context, caller Caller, req PlaceReques
 		o.Status = StatusPending
 		o.ExpireTime = now.Add(time.Duration(req.HoldSeconds) * time.Second)
 	}
-	placed, _, err := s.store.PlaceOrder(ctx, o)
-	return placed, err
+	return s.store.PlaceOrder(ctx, o)
 }
 
 // GetOrder returns an order the caller may see. Orders of other customers

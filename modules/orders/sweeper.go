@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,6 +26,20 @@ type Sweeper struct {
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	expired atomic.Uint64 // holds expired, in total
+	lastRun atomic.Int64  // unix nanoseconds of the last completed sweep
+}
+
+// Expired is how many holds the sweeper has expired since it was made.
+func (s *Sweeper) Expired() uint64 { return s.expired.Load() }
+
+// LastRun is when the last sweep finished (zero before the first).
+func (s *Sweeper) LastRun() time.Time {
+	if n := s.lastRun.Load(); n > 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // NewSweeper returns a stopped Sweeper.
@@ -93,6 +108,8 @@ func (s *Sweeper) Sweep(ctx context.Context) int {
 			break
 		}
 	}
+	s.expired.Add(uint64(total)) //nolint:gosec // a count, never negative
+	s.lastRun.Store(s.now().UnixNano())
 	if total > 0 {
 		s.log.Info("expired holds", zap.Int("count", total))
 	}

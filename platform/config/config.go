@@ -45,6 +45,9 @@ type Config struct {
 
 	ReadHeaderTimeout time.Duration // STOCKGUARD_READ_HEADER_TIMEOUT: slow-header clients are cut off after this
 
+	AuditInterval  time.Duration // STOCKGUARD_AUDIT_INTERVAL: how often the server checks the stock invariant; 0 never
+	MetricsItemCap int           // STOCKGUARD_METRICS_ITEM_CAP: items with per-item stock gauges
+
 	WSMaxConnections int           // STOCKGUARD_WS_MAX_CONNECTIONS: open WebSocket connections at once
 	WSWriteTimeout   time.Duration // STOCKGUARD_WS_WRITE_TIMEOUT: a client that takes longer to accept a frame is evicted
 
@@ -69,6 +72,8 @@ func Defaults() Config {
 		RateLimitBurst:    100,
 		ReadHeaderTimeout: 5 * time.Second,
 		WSMaxConnections:  20_000,
+		AuditInterval:     5 * time.Minute,
+		MetricsItemCap:    100,
 		WSWriteTimeout:    5 * time.Second,
 		LogFormat:         "json",
 		LogLevel:          "info",
@@ -120,6 +125,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	str(&rps, "rate-limit-rps", "STOCKGUARD_RATE_LIMIT_RPS", "sustained calls per second per caller; 0 disables")
 	num(&c.RateLimitBurst, "rate-limit-burst", "STOCKGUARD_RATE_LIMIT_BURST", "calls a caller may make at once")
 	dur(&c.WSWriteTimeout, "ws-write-timeout", "STOCKGUARD_WS_WRITE_TIMEOUT", "evict a WebSocket client that takes longer than this to accept a frame")
+	dur(&c.AuditInterval, "audit-interval", "STOCKGUARD_AUDIT_INTERVAL", "how often to check the stock invariant (0: never)")
+	num(&c.MetricsItemCap, "metrics-item-cap", "STOCKGUARD_METRICS_ITEM_CAP", "items with per-item stock gauges (watched items first)")
 	num(&c.WSMaxConnections, "ws-max-connections", "STOCKGUARD_WS_MAX_CONNECTIONS", "open WebSocket connections at once")
 	dur(&c.ReadHeaderTimeout, "read-header-timeout", "STOCKGUARD_READ_HEADER_TIMEOUT", "longest wait for request headers")
 	str(&c.HTTPAddr, "http-addr", "STOCKGUARD_HTTP_ADDR", "API listen address")
@@ -207,6 +214,12 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimitRPS > 0 && (c.RateLimitBurst < 1 || c.RateLimitBurst > 1e6) {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_BURST: %d is out of range; expected 1 to 1000000", c.RateLimitBurst))
+	}
+	if c.AuditInterval < 0 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_AUDIT_INTERVAL: must be 0 (never) or positive, got %s", c.AuditInterval))
+	}
+	if c.MetricsItemCap < 0 || c.MetricsItemCap > 10_000 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_METRICS_ITEM_CAP: %d is out of range; expected 0 to 10000", c.MetricsItemCap))
 	}
 	if c.WSMaxConnections < 1 || c.WSMaxConnections > 1_000_000 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_WS_MAX_CONNECTIONS: %d is out of range; expected 1 to 1000000", c.WSMaxConnections))

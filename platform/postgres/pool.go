@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 )
@@ -14,6 +18,8 @@ import (
 type PoolConfig struct {
 	URL      string
 	MaxConns int32
+	// Tracer, when set, traces every query (otelpgx in the app).
+	Tracer pgx.QueryTracer
 }
 
 // ParseURL checks a connection URL and says how to fix it when it is wrong.
@@ -34,6 +40,9 @@ func Open(ctx context.Context, c PoolConfig) (*pgxpool.Pool, error) {
 	if c.MaxConns > 0 {
 		cfg.MaxConns = c.MaxConns
 	}
+	if c.Tracer != nil {
+		cfg.ConnConfig.Tracer = c.Tracer
+	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -50,7 +59,8 @@ func Open(ctx context.Context, c PoolConfig) (*pgxpool.Pool, error) {
 
 // Provide opens the pool, applies pending migrations before anything else
 // starts, and closes the pool when the app stops.
-func Provide(lc fx.Lifecycle, c PoolConfig, tx TxConfig, log *zap.Logger) (*pgxpool.Pool, *Runner, error) {
+func Provide(lc fx.Lifecycle, c PoolConfig, tx TxConfig, log *zap.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (*pgxpool.Pool, *Runner, error) {
+	c.Tracer = otelpgx.NewTracer(otelpgx.WithTracerProvider(tp)) // statements, not their parameters
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	pool, err := Open(ctx, c)
@@ -64,7 +74,11 @@ func Provide(lc fx.Lifecycle, c PoolConfig, tx TxConfig, log *zap.Logger) (*pgxp
 	}
 	log.Info("postgres ready", zap.Ints("migrations_applied", applied), zap.Int32("max_conns", pool.Config().MaxConns))
 	lc.Append(fx.StopHook(pool.Close))
-	return pool, NewRunner(pool, tx), nil
+	if err := reg.Register(NewPoolCollector(pool)); err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, NewRunner(pool, tx).WithMetrics(NewMetrics(reg)), nil
 }
 
 // Module provides the pool and the transaction Runner. It needs a

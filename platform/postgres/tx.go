@@ -65,8 +65,9 @@ func (e *AmbiguousCommitError) Unwrap() error { return e.Err }
 
 // Runner runs transactions against a pool.
 type Runner struct {
-	pool *pgxpool.Pool
-	cfg  TxConfig
+	pool    *pgxpool.Pool
+	cfg     TxConfig
+	metrics *Metrics
 }
 
 // NewRunner returns a Runner. A MaxAttempts below 1 means 1.
@@ -76,6 +77,15 @@ func NewRunner(pool *pgxpool.Pool, cfg TxConfig) *Runner {
 	}
 	return &Runner{pool: pool, cfg: cfg}
 }
+
+// WithMetrics makes the runner record its transactions in m.
+func (r *Runner) WithMetrics(m *Metrics) *Runner {
+	r.metrics = m
+	return r
+}
+
+// Metrics returns where adapters record lock timings; nil records nothing.
+func (r *Runner) Metrics() *Metrics { return r.metrics }
 
 // Pool returns the pool the runner uses, for reads outside a transaction.
 func (r *Runner) Pool() *pgxpool.Pool { return r.pool }
@@ -89,9 +99,15 @@ func (r *Runner) Pool() *pgxpool.Pool { return r.pool }
 func (r *Runner) InTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
+		began := time.Now()
 		err = r.once(ctx, fn)
+		r.metrics.tx(outcomeOf(err), time.Since(began))
 		if err == nil || attempt >= r.cfg.MaxAttempts || !retryable(err) {
 			break
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			r.metrics.retry(pgErr.Code)
 		}
 		backoff := time.Duration(attempt) * time.Millisecond
 		backoff += rand.N(backoff + time.Millisecond) //nolint:gosec // jitter needs no cryptographic randomness
@@ -136,6 +152,17 @@ func (r *Runner) once(ctx context.Context, fn func(pgx.Tx) error) error {
 		return &AmbiguousCommitError{Err: err}
 	}
 	return nil
+}
+
+func outcomeOf(err error) string {
+	var amb *AmbiguousCommitError
+	switch {
+	case err == nil:
+		return "commit"
+	case errors.As(err, &amb):
+		return "ambiguous"
+	}
+	return "rollback"
 }
 
 func retryable(err error) bool {

@@ -68,6 +68,11 @@ func (a *authInterceptor) authorize(ctx context.Context, procedure string, heade
 	if need == adminOnly && !p.IsAdmin() {
 		return ctx, withInfo(connect.CodePermissionDenied, "this call needs the admin role", ReasonPermissionDenied, nil)
 	}
+	if rec := recordFrom(ctx); rec != nil {
+		rec.mu.Lock()
+		rec.subject = p.Subject
+		rec.mu.Unlock()
+	}
 	return auth.WithPrincipal(ctx, p), nil
 }
 

@@ -76,8 +76,9 @@ func (h *InventoryHandler) AdjustStock(ctx context.Context, req *connect.Request
 
 // OrderHandler serves stockguard.v1.OrderService.
 type OrderHandler struct {
-	svc *orders.Service
-	log *zap.Logger
+	svc     *orders.Service
+	log     *zap.Logger
+	metrics *Metrics // nil: not recorded
 }
 
 var _ stockguardv1connect.OrderServiceHandler = (*OrderHandler)(nil)
@@ -85,6 +86,12 @@ var _ stockguardv1connect.OrderServiceHandler = (*OrderHandler)(nil)
 // NewOrderHandler returns a handler over svc.
 func NewOrderHandler(svc *orders.Service, log *zap.Logger) *OrderHandler {
 	return &OrderHandler{svc: svc, log: log}
+}
+
+// WithMetrics makes the handler count order outcomes in m.
+func (h *OrderHandler) WithMetrics(m *Metrics) *OrderHandler {
+	h.metrics = m
+	return h
 }
 
 // orderCall runs one order use case for the authenticated caller.
@@ -112,15 +119,30 @@ func (h *OrderHandler) PlaceOrder(ctx context.Context, req *connect.Request[stoc
 		}
 		key = header
 	}
-	return orderCall(ctx, h, req, func(c orders.Caller) (orders.Order, error) {
-		return h.svc.PlaceOrder(ctx, c, orders.PlaceRequest{
+	res, err := orderCall(ctx, h, req, func(c orders.Caller) (orders.Order, error) {
+		o, replayed, err := h.svc.Place(ctx, c, orders.PlaceRequest{
 			Lines:          linesFromProto(req.Msg.GetLines()),
 			IdempotencyKey: key,
 			HoldSeconds:    req.Msg.GetHoldSeconds(),
 		})
+		switch {
+		case err == nil && replayed:
+			h.metrics.orderOutcome("replayed", "")
+		case err == nil:
+			h.metrics.orderOutcome("placed", "")
+		}
+		return o, err
 	}, func(o *stockguardv1.Order) *stockguardv1.PlaceOrderResponse {
 		return &stockguardv1.PlaceOrderResponse{Order: o}
 	})
+	if err != nil {
+		reason := reasonOf(err)
+		if reason == "" {
+			reason = connect.CodeOf(err).String()
+		}
+		h.metrics.orderOutcome("rejected", reason)
+	}
+	return res, err
 }
 
 // GetOrder implements stockguardv1connect.OrderServiceHandler.

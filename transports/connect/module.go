@@ -7,7 +7,9 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
 	"connectrpc.com/vanguard"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -17,6 +19,7 @@ import (
 	"github.com/stockguard/stockguard/platform/config"
 	"github.com/stockguard/stockguard/platform/health"
 	"github.com/stockguard/stockguard/platform/httpserver"
+	"github.com/stockguard/stockguard/platform/tracing"
 	"github.com/stockguard/stockguard/transports/connect/apidocs"
 )
 
@@ -34,25 +37,50 @@ var ServiceNames = []string{
 	stockguardv1connect.StockServiceName,
 }
 
-// HandlerOptions are the options every service handler gets: auth, then
-// the per-caller rate limit (nil: none), then the message size limits.
-func HandlerOptions(v Verifier, limiter *RateLimiter) []connect.HandlerOption {
-	interceptors := []connect.Interceptor{&authInterceptor{verifier: v}}
+// Observability is what the handlers report to: all optional.
+type Observability struct {
+	Metrics *Metrics
+	Tracer  trace.TracerProvider
+	Log     *zap.Logger
+}
+
+// HandlerOptions are the options every service handler gets, outermost
+// first: tracing (continuing the caller's W3C trace), metrics and access
+// log, auth, the per-caller rate limit (nil: none), panic recovery, and
+// the message size limits.
+func HandlerOptions(v Verifier, limiter *RateLimiter, obs Observability) ([]connect.HandlerOption, error) {
+	if obs.Log == nil {
+		obs.Log = zap.NewNop()
+	}
+	var interceptors []connect.Interceptor
+	if obs.Tracer != nil {
+		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(obs.Tracer),
+			otelconnect.WithPropagator(tracing.Propagator()), otelconnect.WithTrustRemote(), otelconnect.WithoutMetrics())
+		if err != nil {
+			return nil, err
+		}
+		interceptors = append(interceptors, otel)
+	}
+	interceptors = append(interceptors, observeInterceptor{metrics: obs.Metrics}, &authInterceptor{verifier: v})
 	if limiter != nil {
 		interceptors = append(interceptors, rateInterceptor{limiter: limiter})
 	}
 	return []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
+		connect.WithRecover(recoverPanic(obs.Log)),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		connect.WithSendMaxBytes(MaxResponseBytes),
-	}
+	}, nil
 }
 
 // NewAPIHandler mounts the three services behind a vanguard transcoder,
 // which serves gRPC, gRPC-Web and Connect as they are and REST from the
 // google.api.http bindings.
-func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler, v Verifier, limiter *RateLimiter) (http.Handler, error) {
-	opts := HandlerOptions(v, limiter)
+func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler, v Verifier, limiter *RateLimiter, obs Observability) (http.Handler, error) {
+	opts, err := HandlerOptions(v, limiter, obs)
+	if err != nil {
+		return nil, err
+	}
 	services := []*vanguard.Service{
 		vanguard.NewService(stockguardv1connect.NewInventoryServiceHandler(inv, opts...)),
 		vanguard.NewService(stockguardv1connect.NewOrderServiceHandler(ord, opts...)),
@@ -100,6 +128,8 @@ type routeParams struct {
 	Authority *auth.Authority
 	Checker   *health.Checker
 	Log       *zap.Logger
+	Metrics   *Metrics
+	Tracer    trace.TracerProvider
 }
 
 type routeResults struct {
@@ -108,8 +138,9 @@ type routeResults struct {
 }
 
 func routes(p routeParams) (routeResults, error) {
-	api, err := NewAPIHandler(p.Inventory, p.Orders, p.Stock, p.Authority,
-		NewRateLimiter(p.Config.RateLimitRPS, p.Config.RateLimitBurst))
+	api, err := NewAPIHandler(p.Inventory, p.Orders.WithMetrics(p.Metrics), p.Stock, p.Authority,
+		NewRateLimiter(p.Config.RateLimitRPS, p.Config.RateLimitBurst),
+		Observability{Metrics: p.Metrics, Tracer: p.Tracer, Log: p.Log})
 	if err != nil {
 		return routeResults{}, err
 	}
@@ -119,7 +150,7 @@ func routes(p routeParams) (routeResults, error) {
 		out.Routes = append(out.Routes, httpserver.Route{Pattern: pattern, Handler: h})
 	}
 	// Caps the whole body, whatever the protocol, before any decoding.
-	add("/", CORS(p.Config.CORSOrigins)(streamingDeadlines(http.MaxBytesHandler(api, MaxRequestBytes+64<<10))))
+	add("/", AccessLog(p.Log, CORS(p.Config.CORSOrigins)(streamingDeadlines(http.MaxBytesHandler(api, MaxRequestBytes+64<<10)))))
 	add(grpcreflect.NewHandlerV1(reflector))
 	add(grpcreflect.NewHandlerV1Alpha(reflector))
 	add(grpchealth.NewHandler(readinessChecker{p.Checker}))
@@ -132,5 +163,5 @@ func routes(p routeParams) (routeResults, error) {
 // Module serves the API over every protocol on the API server. It needs
 // the inventory and orders services, an auth.Authority and a health.Checker.
 var Module = fx.Module("transport.connect",
-	fx.Provide(NewInventoryHandler, NewOrderHandler, NewStockHandler, routes),
+	fx.Provide(NewInventoryHandler, NewOrderHandler, NewStockHandler, NewMetrics, routes),
 )

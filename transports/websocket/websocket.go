@@ -86,7 +86,12 @@ type Server struct {
 	stop    chan struct{}
 	workers sync.WaitGroup
 	gone    sync.WaitGroup // one per open connection, done when it is torn down
+	lag     func(time.Duration)
 }
+
+// OnDelivered registers fn to hear, for every frame written, how long after
+// its publication it reached the socket. Call it before serving.
+func (s *Server) OnDelivered(fn func(lag time.Duration)) { s.lag = fn }
 
 // NewServer returns the handler. Start its writers before serving.
 func NewServer(hub *broadcast.Hub, cfg Config, log *zap.Logger) *Server {
@@ -430,6 +435,9 @@ func (c *wsConn) flush() {
 			return
 		}
 		c.s.sent.Add(1)
+		if c.s.lag != nil {
+			c.s.lag(time.Since(f.At))
+		}
 	}
 	if c.pingDue.Swap(false) {
 		if err := c.conn.WriteControl(websocket.PingMessage, nil, deadline); err != nil {

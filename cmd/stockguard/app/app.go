@@ -29,6 +29,7 @@ import (
 	"github.com/stockguard/stockguard/platform/metrics"
 	"github.com/stockguard/stockguard/platform/postgres"
 	"github.com/stockguard/stockguard/platform/profiling"
+	"github.com/stockguard/stockguard/platform/tracing"
 	transport "github.com/stockguard/stockguard/transports/connect"
 	"github.com/stockguard/stockguard/transports/websocket"
 )
@@ -61,6 +62,8 @@ func Options(cfg config.Config, log *zap.Logger) fx.Option {
 		health.Module,
 		metrics.Module,
 		profiling.Module,
+		tracing.Module,
+		Observability(cfg),
 		transport.Module,
 		websocket.Module,
 	)

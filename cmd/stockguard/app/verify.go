@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -20,7 +23,12 @@ func Verify(ctx context.Context, cfg config.Config, log *zap.Logger, out io.Writ
 		return false, errors.New("DATABASE_URL is not set; verify checks a PostgreSQL database (the in-memory store lives inside the server)")
 	}
 	var auditor inventory.Auditor
-	fxApp := fx.New(fx.NopLogger, fx.Supply(log), Storage(cfg, zap.NewNop()), fx.Populate(&auditor))
+	fxApp := fx.New(fx.NopLogger, fx.Supply(log),
+		fx.Provide(
+			func() prometheus.Registerer { return prometheus.NewRegistry() },
+			func() trace.TracerProvider { return noop.NewTracerProvider() },
+		),
+		Storage(cfg, zap.NewNop()), fx.Populate(&auditor))
 	if err := fxApp.Err(); err != nil {
 		return false, err
 	}

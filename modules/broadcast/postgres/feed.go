@@ -99,6 +99,9 @@ func (f *Feed) Check(context.Context) error {
 // Connected is closed once the feed first listens.
 func (f *Feed) Connected() <-chan struct{} { return f.connectedCh }
 
+// Notifications counts the notifications relayed to the hub.
+func (f *Feed) Notifications() uint64 { return f.notified.Load() }
+
 // Reconnects counts how often the feed had to connect again.
 func (f *Feed) Reconnects() uint64 { return f.reconnects.Load() }
 

@@ -38,8 +38,10 @@ type lockedItem struct {
 	maxPerCustomer int32
 }
 
-// lockItems locks the rows of ids (sorted, unique) in ascending id order.
-func lockItems(ctx context.Context, tx pgx.Tx, ids []string) (map[string]lockedItem, error) {
+// lockItems locks the rows of ids (sorted, unique) in ascending id order,
+// recording the wait, and sets *lockedAt to when it got them.
+func lockItems(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, ids []string) (map[string]lockedItem, error) {
+	began := time.Now()
 	rows, err := tx.Query(ctx, `SELECT id::text, available, reserved, sold, max_per_customer
 		FROM items WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
@@ -54,6 +56,8 @@ func lockItems(ctx context.Context, tx pgx.Tx, ids []string) (map[string]lockedI
 	if err != nil {
 		return nil, err
 	}
+	*lockedAt = time.Now()
+	m.LockWait(lockedAt.Sub(began))
 	for _, id := range ids {
 		if _, ok := out[id]; !ok {
 			return nil, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, id)
@@ -113,7 +117,9 @@ func (s *OrderStore) PlaceOrder(ctx context.Context, o orders.Order) (orders.Ord
 			return replay(prior, o)
 		}
 	}
-	err := s.db.InTx(ctx, func(tx pgx.Tx) error { return placeInTx(ctx, tx, o) })
+	var lockedAt time.Time
+	err := s.db.InTx(ctx, func(tx pgx.Tx) error { return placeInTx(ctx, tx, s.db.Metrics(), &lockedAt, o) })
+	s.observeHold(lockedAt)
 	var amb *pg.AmbiguousCommitError
 	switch {
 	case err == nil:
@@ -124,8 +130,10 @@ func (s *OrderStore) PlaceOrder(ctx context.Context, o orders.Order) (orders.Ord
 		// told to retry with the same idempotency key, which cannot buy twice.
 		got, gerr := s.GetOrder(context.WithoutCancel(ctx), o.ID)
 		if gerr == nil {
+			s.db.Metrics().AmbiguousCommit("committed")
 			return got, false, nil
 		}
+		s.db.Metrics().AmbiguousCommit("unknown")
 		return orders.Order{}, false, fmt.Errorf("place order: %w: commit outcome unknown, retry with the same idempotency key: %w", orders.ErrUnavailable, err)
 	case o.IdempotencyKey != "" && pg.IsUniqueViolation(err, "orders_idempotency_key"):
 		// A concurrent duplicate committed first; answer with its order.
@@ -145,13 +153,21 @@ func replay(prior, req orders.Order) (orders.Order, bool, error) {
 	return prior, true, nil
 }
 
-func placeInTx(ctx context.Context, tx pgx.Tx, o orders.Order) error {
+// observeHold records how long item locks taken at lockedAt were held; the
+// transaction has just ended.
+func (s *OrderStore) observeHold(lockedAt time.Time) {
+	if !lockedAt.IsZero() {
+		s.db.Metrics().LockHold(time.Since(lockedAt))
+	}
+}
+
+func placeInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, o orders.Order) error {
 	demand := orders.Demand(o.Lines)
 	ids := make([]string, len(demand))
 	for i, d := range demand {
 		ids[i] = d.ItemID
 	}
-	items, err := lockItems(ctx, tx, ids)
+	items, err := lockItems(ctx, tx, m, lockedAt, ids)
 	if err != nil {
 		return err
 	}
@@ -310,6 +326,8 @@ func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
 ) (orders.Order, error) {
 	var out orders.Order
 	var decideErr error
+	var lockedAt time.Time
+	defer func() { s.observeHold(lockedAt) }()
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		decideErr = nil
 		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders o WHERE o.id = $1 FOR UPDATE`, id))
@@ -324,7 +342,7 @@ func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
 			out, decideErr = o, derr
 			return nil
 		}
-		o, err = moveOrder(ctx, tx, []orders.Order{o}, next, kind, now)
+		o, err = moveOrder(ctx, tx, s.db.Metrics(), &lockedAt, []orders.Order{o}, next, kind, now)
 		if err != nil {
 			return err
 		}
@@ -339,7 +357,7 @@ func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
 
 // moveOrder moves every order in list (rows already locked) to status next,
 // moving their stock with ledger rows of kind. It returns the last order.
-func moveOrder(ctx context.Context, tx pgx.Tx, list []orders.Order, next orders.Status, kind inventory.MovementKind, now time.Time) (orders.Order, error) {
+func moveOrder(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, list []orders.Order, next orders.Status, kind inventory.MovementKind, now time.Time) (orders.Order, error) {
 	var moves []inventory.Movement
 	itemSet := map[string]bool{}
 	type hold struct {
@@ -371,7 +389,7 @@ func moveOrder(ctx context.Context, tx pgx.Tx, list []orders.Order, next orders.
 		ids = append(ids, id)
 	}
 	ids = orders.SortedIDs(ids)
-	items, err := lockItems(ctx, tx, ids)
+	items, err := lockItems(ctx, tx, m, lockedAt, ids)
 	if err != nil {
 		return orders.Order{}, err
 	}
@@ -436,6 +454,8 @@ func (s *OrderStore) CancelOrder(ctx context.Context, id string, now time.Time) 
 // sweep at once without waiting on each other or on a confirm in flight.
 func (s *OrderStore) ExpireHolds(ctx context.Context, now time.Time, limit int) (int, error) {
 	n := 0
+	var lockedAt time.Time
+	defer func() { s.observeHold(lockedAt) }()
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders o
 			WHERE o.status = 1 AND o.expire_time <= $1
@@ -448,7 +468,7 @@ func (s *OrderStore) ExpireHolds(ctx context.Context, now time.Time, limit int) 
 			n = 0
 			return err
 		}
-		if _, err := moveOrder(ctx, tx, list, orders.StatusExpired, inventory.MovementExpire, now); err != nil {
+		if _, err := moveOrder(ctx, tx, s.db.Metrics(), &lockedAt, list, orders.StatusExpired, inventory.MovementExpire, now); err != nil {
 			return err
 		}
 		n = len(list)
