@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-
 )
 
 // Metrics are the API's RED metrics and order outcomes. Labels are bounded:

@@ -97,9 +97,9 @@ func (c *wsCollector) Collect(ch chan<- prometheus.Metric) {
 // the watched (hot) items first, then the oldest. The item_id label is
 // bounded by the cap.
 type stockCollector struct {
-	inv                        *inventory.Service
-	hub                        *broadcast.Hub
-	limit                      int
+	inv                       *inventory.Service
+	hub                       *broadcast.Hub
+	limit                     int
 	available, reserved, sold *prometheus.Desc
 }
 
