@@ -57,6 +57,11 @@ lint:
 fuzz FUZZTIME="30s":
     for f in $(go test -list '^Fuzz' ./transports/connect/ | grep '^Fuzz'); do go test -run '^$' -fuzz "^$f\$" -fuzztime {{ FUZZTIME }} ./transports/connect/; done
 
+# Check the shipped alerting rules and dashboard (needs promtool: Debian package prometheus).
+check-deploy:
+    promtool check rules deploy/prometheus/alerts.yml
+    python3 -c "import json; json.load(open('deploy/grafana/stockguard.json'))"
+
 # Microbenchmarks with allocation counts; compare runs with `go run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt`.
 bench:
     go test -run '^$' -bench . -benchmem ./... | tee benchmarks/results/bench-latest.txt

@@ -42,6 +42,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.txDuration, m.retries, m.ambiguous, m.lockWait, m.lockHold)
+	// Start the known series at zero, so dashboards and alerts see them
+	// before the first retry or lost commit.
+	for _, code := range []string{sqlstateSerializationFailure, sqlstateDeadlockDetected} {
+		m.retries.WithLabelValues(code)
+	}
+	for _, r := range []string{"committed", "unknown"} {
+		m.ambiguous.WithLabelValues(r)
+	}
 	return m
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -52,11 +53,19 @@ type testServer struct {
 	hub       *broadcast.Hub
 	ws        *websocket.Server
 	stop      func() // stops the app now; safe to call twice
+	registry  *prometheus.Registry
 }
 
 // startServer runs the real app on random loopback ports until t ends. For
 // postgresStore it gets a fresh database.
 func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServer {
+	t.Helper()
+	return startServerWith(t, s, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), fx.Options(), tweak...)
+}
+
+// startServerWith is startServer with a chosen logger and extra fx options
+// (for example a decorated tracer provider).
+func startServerWith(t *testing.T, s store, log *zap.Logger, extra fx.Option, tweak ...func(*config.Config)) *testServer {
 	t.Helper()
 	cfg := config.Defaults()
 	cfg.HTTPAddr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -70,12 +79,12 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	var api *httpserver.API
 	var admin *httpserver.Admin
 	var hub *broadcast.Hub
 	var ws *websocket.Server
-	fxApp := fx.New(app.Options(cfg, log), fx.Populate(&api, &admin, &hub, &ws))
+	var reg *prometheus.Registry
+	fxApp := fx.New(app.Options(cfg, log), extra, fx.Populate(&api, &admin, &hub, &ws, &reg))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := fxApp.Start(ctx); err != nil {
@@ -100,6 +109,7 @@ func startServer(t *testing.T, s store, tweak ...func(*config.Config)) *testServ
 		hub:       hub,
 		ws:        ws,
 		stop:      stop,
+		registry:  reg,
 	}
 }
 
@@ -196,6 +206,22 @@ func (b bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.St
 
 func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// newRPCClientWith dials like protocol p, with extra interceptors.
+func newRPCClientWith(base, token string, p protocol, extra ...connect.Interceptor) *rpcClient {
+	hc := http1Client()
+	var opts []connect.ClientOption
+	switch p.name {
+	case "grpc":
+		hc, opts = h2cClient(), []connect.ClientOption{connect.WithGRPC()}
+	case "grpc-web":
+		opts = []connect.ClientOption{connect.WithGRPCWeb()}
+	case "connect-json":
+		opts = []connect.ClientOption{connect.WithProtoJSON()}
+	}
+	opts = append(opts, connect.WithInterceptors(extra...))
+	return newRPCClient(base, token, hc, opts...)
 }
 
 func newRPCClient(base, token string, hc *http.Client, opts ...connect.ClientOption) *rpcClient {
