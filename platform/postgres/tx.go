@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // SQLSTATE codes the runner acts on.
@@ -35,11 +36,25 @@ type StockNotification struct {
 	Reserved  int32  `json:"r"`
 	Sold      int32  `json:"s"`
 	Version   int64  `json:"v"`
+	// TraceParent is the W3C traceparent of the change's transaction, if it
+	// was traced, so the broadcast can link to the purchase that caused it.
+	TraceParent string `json:"tp,omitempty"`
 }
 
 // NotifyStockSQL turns rows (id, available, reserved, sold, version) of the
 // CTE named changed into one NOTIFY each, in the statement that changed them.
-const NotifyStockSQL = `SELECT pg_notify('` + StockChannel + `', json_build_object('id', id, 'a', available, 'r', reserved, 's', sold, 'v', version)::text) FROM changed`
+// param is the placeholder ($N) that carries TraceParent(ctx).
+func NotifyStockSQL(param string) string {
+	return `SELECT pg_notify('` + StockChannel + `', json_build_object('id', id, 'a', available, 'r', reserved, 's', sold, 'v', version, 'tp', ` +
+		param + `::text)::text) FROM changed`
+}
+
+// TraceParent is the W3C traceparent of the span in ctx, or "".
+func TraceParent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
+}
 
 // TxConfig bounds every transaction the runner starts.
 type TxConfig struct {

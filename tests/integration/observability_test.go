@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/stockguard/stockguard/cmd/stockguard/app"
 	"github.com/stockguard/stockguard/platform/auth"
 )
 
@@ -221,6 +222,19 @@ func TestObservability_TracesAndLogsFollowTheRequest(t *testing.T) {
 			if !found {
 				t.Fatalf("the lock query's span does not descend from the RPC span")
 			}
+			waitFor(t, 5*time.Second, "the broadcast span linked to the purchase", func() bool {
+				for _, s := range rec.Ended() {
+					if s.Name() != "stockguard.broadcast.publish" {
+						continue
+					}
+					for _, l := range s.Links() {
+						if l.SpanContext.TraceID().String() == clientTrace {
+							return true
+						}
+					}
+				}
+				return false
+			})
 			waitFor(t, 5*time.Second, "the access-log line with the trace id", func() bool {
 				return accessLine(t, logs.String(), clientTrace, p.name) != nil
 			})
@@ -262,4 +276,24 @@ func accessLine(t *testing.T, logs, traceID, protocol string) map[string]any {
 		}
 	}
 	return found
+}
+
+// The log level changes at runtime through the admin server.
+func TestObservability_LogLevelChangesAtRuntime(t *testing.T) {
+	lvl := zap.NewAtomicLevelAt(zap.InfoLevel)
+	logs := &syncBuffer{}
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), logs, lvl))
+	srv := startServerWith(t, memoryStore, log, app.LogLevel(lvl))
+	res, body := restDo(t, http.MethodPut, srv.adminBase+"/loglevel", map[string]string{"Content-Type": "application/json"}, strings.NewReader(`{"level":"debug"}`))
+	if res.StatusCode != http.StatusOK || lvl.Level() != zap.DebugLevel {
+		t.Fatalf("PUT /loglevel = %d %s; level now %s", res.StatusCode, body, lvl.Level())
+	}
+	res, body = restDo(t, http.MethodGet, srv.adminBase+"/loglevel", nil, nil)
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"debug"`) {
+		t.Fatalf("GET /loglevel = %d %s", res.StatusCode, body)
+	}
+	log.Debug("now visible")
+	if !strings.Contains(logs.String(), "now visible") {
+		t.Fatal("a debug line was not written after switching to debug")
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stockguard/stockguard/modules/broadcast"
 	bcpg "github.com/stockguard/stockguard/modules/broadcast/postgres"
@@ -126,9 +127,17 @@ func Storage(cfg config.Config, log *zap.Logger) fx.Option {
 				func(s *invmem.ItemStore) ordmem.Items { return s },
 				fx.Annotate(ordmem.NewOrderStore, fx.As(new(orders.Store))),
 			),
-			// The in-memory store announces committed changes in-process.
-			fx.Invoke(func(s *invmem.ItemStore, hub *broadcast.Hub) {
-				s.OnChange(func(items []inventory.Item) {
+			// The in-memory store announces committed changes in-process,
+			// in a span linked to the change's own trace.
+			fx.Invoke(func(s *invmem.ItemStore, hub *broadcast.Hub, tp trace.TracerProvider) {
+				tracer := tp.Tracer("github.com/stockguard/stockguard/cmd/stockguard/app")
+				s.OnChange(func(ctx context.Context, items []inventory.Item) {
+					var opts []trace.SpanStartOption
+					if cause := trace.SpanContextFromContext(ctx); cause.IsValid() {
+						opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cause}))
+					}
+					_, span := tracer.Start(context.Background(), "stockguard.broadcast.publish", opts...)
+					defer span.End()
 					for _, it := range items {
 						_ = hub.Publish(updateOf(it)) // encoding a fixed message cannot fail
 					}
@@ -162,11 +171,12 @@ func StockFeed(cfg config.Config) fx.Option {
 	}
 	return fx.Module("broadcast.postgres",
 		fx.Provide(
-			func(lc fx.Lifecycle, r *postgres.Runner, hub *broadcast.Hub, log *zap.Logger) *bcpg.Feed {
-				connCfg := r.Pool().Config().ConnConfig
+			func(lc fx.Lifecycle, r *postgres.Runner, hub *broadcast.Hub, log *zap.Logger, tp trace.TracerProvider) *bcpg.Feed {
+				connCfg := r.Pool().Config().ConnConfig.Copy()
+				connCfg.Tracer = nil // the LISTEN loop is not a query worth a span per wait
 				f := bcpg.NewFeed(func(ctx context.Context) (*pgx.Conn, error) {
 					return pgx.ConnectConfig(ctx, connCfg.Copy())
-				}, hub, log)
+				}, hub, log, tp)
 				lc.Append(fx.StartStopHook(f.Start, f.Stop))
 				return f
 			},

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/stockguard/stockguard/modules/broadcast"
@@ -25,6 +28,7 @@ type Feed struct {
 	connect func(ctx context.Context) (*pgx.Conn, error)
 	hub     *broadcast.Hub
 	log     *zap.Logger
+	tracer  trace.Tracer
 
 	listening   atomic.Bool
 	reconnects  atomic.Uint64
@@ -36,8 +40,30 @@ type Feed struct {
 }
 
 // NewFeed returns a stopped feed that opens its connection with connect.
-func NewFeed(connect func(ctx context.Context) (*pgx.Conn, error), hub *broadcast.Hub, log *zap.Logger) *Feed {
-	return &Feed{connect: connect, hub: hub, log: log.Named("stock-feed"), connectedCh: make(chan struct{})}
+// Each broadcast gets a span on tp, linked to the transaction that made the
+// change.
+func NewFeed(connect func(ctx context.Context) (*pgx.Conn, error), hub *broadcast.Hub, log *zap.Logger, tp trace.TracerProvider) *Feed {
+	return &Feed{connect: connect, hub: hub, log: log.Named("stock-feed"), connectedCh: make(chan struct{}),
+		tracer: tp.Tracer("github.com/stockguard/stockguard/modules/broadcast/postgres")}
+}
+
+// publish hands one notification to the hub inside a span linked to the
+// change's own trace.
+func (f *Feed) publish(p pg.StockNotification) {
+	var opts []trace.SpanStartOption
+	if p.TraceParent != "" {
+		cause := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
+			propagation.MapCarrier{"traceparent": p.TraceParent}))
+		if cause.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cause}))
+		}
+	}
+	opts = append(opts, trace.WithAttributes(attribute.String("stockguard.item_id", p.ItemID), attribute.Int64("stockguard.version", p.Version)))
+	_, span := f.tracer.Start(context.Background(), "stockguard.broadcast.publish", opts...)
+	defer span.End()
+	if err := f.hub.Publish(broadcast.Update{ItemID: p.ItemID, Available: p.Available, Reserved: p.Reserved, Sold: p.Sold, Version: p.Version}); err != nil {
+		f.log.Error("publish", zap.Error(err))
+	}
 }
 
 // Start listens, so that the app is ready only once changes are heard,
@@ -156,8 +182,6 @@ func (f *Feed) listen(ctx context.Context, conn *pgx.Conn) error {
 			continue
 		}
 		f.notified.Add(1)
-		if err := f.hub.Publish(broadcast.Update{ItemID: p.ItemID, Available: p.Available, Reserved: p.Reserved, Sold: p.Sold, Version: p.Version}); err != nil {
-			f.log.Error("publish", zap.Error(err))
-		}
+		f.publish(p)
 	}
 }

@@ -24,7 +24,7 @@ type row struct {
 
 // ItemStore is the in-memory inventory store.
 type ItemStore struct {
-	onChange atomic.Pointer[func([]inventory.Item)]
+	onChange atomic.Pointer[func(context.Context, []inventory.Item)]
 
 	mu    sync.RWMutex // guards rows, skus and ids (not the rows' contents)
 	rows  map[string]*row
@@ -47,9 +47,10 @@ func (l *ledger) append(ms ...inventory.Movement) {
 }
 
 // OnChange registers fn to hear every committed stock change, with the
-// items' new states, in version order per item. fn runs while the items are
-// still locked, so it must not block and must not call the store.
-func (s *ItemStore) OnChange(fn func([]inventory.Item)) { s.onChange.Store(&fn) }
+// context of the call that made it and the items' new states, in version
+// order per item. fn runs while the items are still locked, so it must not
+// block and must not call the store.
+func (s *ItemStore) OnChange(fn func(context.Context, []inventory.Item)) { s.onChange.Store(&fn) }
 
 // NewItemStore returns an empty store.
 func NewItemStore() *ItemStore {
@@ -222,7 +223,7 @@ func (s *ItemStore) UpdateItems(ctx context.Context, ids []string, fn func(items
 		changed = append(changed, it)
 	}
 	if fn := s.onChange.Load(); fn != nil && len(changed) > 0 {
-		(*fn)(changed)
+		(*fn)(ctx, changed)
 	}
 	for _, m := range moves {
 		sums := &byID[m.ItemID].sums

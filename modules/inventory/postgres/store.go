@@ -134,7 +134,7 @@ func (s *ItemStore) AdjustStock(ctx context.Context, id string, delta int32) (in
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `WITH changed AS (SELECT id, available, reserved, sold, version FROM items WHERE id = $1) `+pg.NotifyStockSQL, id); err != nil {
+		if _, err := tx.Exec(ctx, `WITH changed AS (SELECT id, available, reserved, sold, version FROM items WHERE id = $1) `+pg.NotifyStockSQL("$2"), id, pg.TraceParent(ctx)); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO stock_ledger (item_id, kind, d_available, d_reserved, d_sold, create_time)

@@ -85,7 +85,7 @@ func applyMovements(ctx context.Context, tx pgx.Tx, moves []inventory.Movement, 
 		FROM (SELECT id, sum(da)::int AS da, sum(dr)::int AS dr, sum(ds)::int AS ds
 		      FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[]) AS m(id, da, dr, ds) GROUP BY id) d
 		WHERE i.id = d.id
-		RETURNING i.id, i.available, i.reserved, i.sold, i.version) `+pg.NotifyStockSQL, ids, da, dr, ds); err != nil {
+		RETURNING i.id, i.available, i.reserved, i.sold, i.version) `+pg.NotifyStockSQL("$5"), ids, da, dr, ds, pg.TraceParent(ctx)); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, `INSERT INTO stock_ledger (item_id, order_id, kind, d_available, d_reserved, d_sold, create_time)
