@@ -236,6 +236,45 @@ func (c *MockStoreListOrdersCall) DoAndReturn(f func(context.Context, ListFilter
 	return c
 }
 
+// PlaceBatch mocks base method.
+func (m *MockStore) PlaceBatch(ctx context.Context, batch []Order) ([]BatchResult, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "PlaceBatch", ctx, batch)
+	ret0, _ := ret[0].([]BatchResult)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// PlaceBatch indicates an expected call of PlaceBatch.
+func (mr *MockStoreMockRecorder) PlaceBatch(ctx, batch any) *MockStorePlaceBatchCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "PlaceBatch", reflect.TypeOf((*MockStore)(nil).PlaceBatch), ctx, batch)
+	return &MockStorePlaceBatchCall{Call: call}
+}
+
+// MockStorePlaceBatchCall wrap *gomock.Call
+type MockStorePlaceBatchCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockStorePlaceBatchCall) Return(arg0 []BatchResult, arg1 error) *MockStorePlaceBatchCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockStorePlaceBatchCall) Do(f func(context.Context, []Order) ([]BatchResult, error)) *MockStorePlaceBatchCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockStorePlaceBatchCall) DoAndReturn(f func(context.Context, []Order) ([]BatchResult, error)) *MockStorePlaceBatchCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
 // PlaceOrder mocks base method.
 func (m *MockStore) PlaceOrder(ctx context.Context, o Order) (Order, bool, error) {
 	m.ctrl.T.Helper()

@@ -15,13 +15,21 @@ import (
 // Service runs the order use cases: it validates input, enforces who may see
 // and change an order, and leaves atomicity to the Store.
 type Service struct {
-	store Store
-	now   func() time.Time
+	store     Store
+	coalescer *Coalescer // nil: every order takes its own transaction
+	now       func() time.Time
 }
 
 // NewService returns a Service over store.
 func NewService(store Store) *Service {
 	return &Service{store: store, now: time.Now}
+}
+
+// WithCoalescer routes single-item purchases through c, which commits
+// many purchases of a hot item in one transaction.
+func (s *Service) WithCoalescer(c *Coalescer) *Service {
+	s.coalescer = c
+	return s
 }
 
 // PlaceOrder places an order for the caller.
@@ -57,6 +65,11 @@ func (s *Service) Place(ctx context.Context, caller Caller, req PlaceRequest) (p
 	if req.HoldSeconds > 0 {
 		o.Status = StatusPending
 		o.ExpireTime = now.Add(time.Duration(req.HoldSeconds) * time.Second)
+	}
+	if s.coalescer != nil {
+		if d := Demand(o.Lines); len(d) == 1 {
+			return s.coalescer.Place(ctx, d[0].ItemID, o)
+		}
 	}
 	return s.store.PlaceOrder(ctx, o)
 }

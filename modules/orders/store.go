@@ -20,6 +20,13 @@ type Store interface {
 	// Errors: inventory.ErrItemNotFound, *inventory.InsufficientStockError,
 	// *LimitExceededError, ErrIdempotencyKeyReused, ErrUnavailable.
 	PlaceOrder(ctx context.Context, o Order) (placed Order, replayed bool, err error)
+	// PlaceBatch places orders that all buy or hold one and the same item,
+	// in one transaction with one lock on the item, as if placed one after
+	// another in slice order: each is checked against the stock and limits
+	// the earlier ones left. It returns one result per order; an error means
+	// the whole batch failed and none was placed (or, for ErrUnavailable,
+	// that the outcome is unknown: retry with the same idempotency keys).
+	PlaceBatch(ctx context.Context, batch []Order) ([]BatchResult, error)
 	// GetOrder returns ErrOrderNotFound when no order has the id.
 	GetOrder(ctx context.Context, id string) (Order, error)
 	// ListOrders returns up to f.Limit orders matching f, newest first.
@@ -36,6 +43,14 @@ type Store interface {
 	// ExpireHolds expires up to limit PENDING orders whose hold ran out by
 	// now, returning their stock, and says how many it expired.
 	ExpireHolds(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
+// BatchResult is one order's outcome in PlaceBatch: what PlaceOrder would
+// have returned for it.
+type BatchResult struct {
+	Order    Order
+	Replayed bool
+	Err      error
 }
 
 // ListFilter selects orders for ListOrders.

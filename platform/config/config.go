@@ -45,6 +45,10 @@ type Config struct {
 
 	ReadHeaderTimeout time.Duration // STOCKGUARD_READ_HEADER_TIMEOUT: slow-header clients are cut off after this
 
+	Coalesce         bool // STOCKGUARD_COALESCE: commit many purchases of one item in one transaction
+	CoalesceMaxBatch int  // STOCKGUARD_COALESCE_MAX_BATCH: purchases per transaction, at most
+	CoalesceQueue    int  // STOCKGUARD_COALESCE_QUEUE: purchases waiting per item; more are shed
+
 	AuditInterval  time.Duration // STOCKGUARD_AUDIT_INTERVAL: how often the server checks the stock invariant; 0 never
 	MetricsItemCap int           // STOCKGUARD_METRICS_ITEM_CAP: items with per-item stock gauges
 
@@ -73,6 +77,9 @@ func Defaults() Config {
 		ReadHeaderTimeout: 5 * time.Second,
 		WSMaxConnections:  20_000,
 		AuditInterval:     5 * time.Minute,
+		Coalesce:          true,
+		CoalesceMaxBatch:  256,
+		CoalesceQueue:     4096,
 		MetricsItemCap:    100,
 		WSWriteTimeout:    5 * time.Second,
 		LogFormat:         "json",
@@ -125,6 +132,10 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	str(&rps, "rate-limit-rps", "STOCKGUARD_RATE_LIMIT_RPS", "sustained calls per second per caller; 0 disables")
 	num(&c.RateLimitBurst, "rate-limit-burst", "STOCKGUARD_RATE_LIMIT_BURST", "calls a caller may make at once")
 	dur(&c.WSWriteTimeout, "ws-write-timeout", "STOCKGUARD_WS_WRITE_TIMEOUT", "evict a WebSocket client that takes longer than this to accept a frame")
+	coalesce := strconv.FormatBool(c.Coalesce)
+	str(&coalesce, "coalesce", "STOCKGUARD_COALESCE", "commit many purchases of one item in one transaction (true or false)")
+	num(&c.CoalesceMaxBatch, "coalesce-max-batch", "STOCKGUARD_COALESCE_MAX_BATCH", "purchases per transaction, at most")
+	num(&c.CoalesceQueue, "coalesce-queue", "STOCKGUARD_COALESCE_QUEUE", "purchases waiting per item; more are refused at once")
 	dur(&c.AuditInterval, "audit-interval", "STOCKGUARD_AUDIT_INTERVAL", "how often to check the stock invariant (0: never)")
 	num(&c.MetricsItemCap, "metrics-item-cap", "STOCKGUARD_METRICS_ITEM_CAP", "items with per-item stock gauges (watched items first)")
 	num(&c.WSMaxConnections, "ws-max-connections", "STOCKGUARD_WS_MAX_CONNECTIONS", "open WebSocket connections at once")
@@ -154,6 +165,11 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		if o = strings.TrimSpace(o); o != "" {
 			c.CORSOrigins = append(c.CORSOrigins, o)
 		}
+	}
+	if b, err := strconv.ParseBool(strings.TrimSpace(coalesce)); err != nil {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_COALESCE: %q is not true or false", coalesce))
+	} else {
+		c.Coalesce = b
 	}
 	if v, err := strconv.ParseFloat(strings.TrimSpace(rps), 64); err != nil {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_RPS: %q is not a number", rps))
@@ -214,6 +230,12 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimitRPS > 0 && (c.RateLimitBurst < 1 || c.RateLimitBurst > 1e6) {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_RATE_LIMIT_BURST: %d is out of range; expected 1 to 1000000", c.RateLimitBurst))
+	}
+	if c.CoalesceMaxBatch < 1 || c.CoalesceMaxBatch > 10_000 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_COALESCE_MAX_BATCH: %d is out of range; expected 1 to 10000", c.CoalesceMaxBatch))
+	}
+	if c.CoalesceQueue < 1 || c.CoalesceQueue > 1_000_000 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_COALESCE_QUEUE: %d is out of range; expected 1 to 1000000", c.CoalesceQueue))
 	}
 	if c.AuditInterval < 0 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_AUDIT_INTERVAL: must be 0 (never) or positive, got %s", c.AuditInterval))

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"strconv"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.uber.org/zap"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/stockguard/stockguard/modules/inventory"
 	"github.com/stockguard/stockguard/modules/orders"
@@ -38,6 +40,7 @@ const (
 	ReasonNotOrderOwner        = "NOT_ORDER_OWNER"
 	ReasonStoreUnavailable     = "STORE_UNAVAILABLE"
 	ReasonInternal             = "INTERNAL"
+	ReasonOverloaded           = "OVERLOADED"
 )
 
 func withInfo(code connect.Code, msg, reason string, meta map[string]string, extra ...proto.Message) *connect.Error {
@@ -99,6 +102,11 @@ func toConnectError(ctx context.Context, log *zap.Logger, procedure string, err 
 		return withInfo(connect.CodeUnauthenticated, "a customer token is required", ReasonUnauthenticated, nil)
 	case errors.Is(err, auth.ErrInvalidToken):
 		return withInfo(connect.CodeUnauthenticated, err.Error(), ReasonUnauthenticated, nil)
+	case errors.Is(err, orders.ErrOverloaded):
+		e := withInfo(connect.CodeResourceExhausted, err.Error(), ReasonOverloaded, map[string]string{"retry_after_seconds": "1"},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(100 * time.Millisecond)})
+		e.Meta().Set("Retry-After", "1")
+		return e
 	case orders.IsRetryable(err):
 		log.Warn("store unavailable", zap.String("procedure", procedure), zap.Error(err))
 		return withInfo(connect.CodeUnavailable, "the stock store is busy; retry shortly (with the same idempotency key)", ReasonStoreUnavailable, nil)

@@ -51,6 +51,7 @@ func Options(cfg config.Config, log *zap.Logger) fx.Option {
 			cfg, log,
 			httpserver.Config{API: cfg.HTTPAddr, Admin: cfg.AdminAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout},
 			orders.SweeperConfig{Interval: cfg.SweepInterval, BatchSize: cfg.SweepBatchSize},
+			coalescerConfig(cfg),
 		),
 		fx.Provide(func() (*auth.Authority, error) { return Authority(cfg, log) }),
 		Storage(cfg, log),
@@ -88,6 +89,14 @@ func Levels(inv *inventory.Service) broadcast.Levels {
 
 func updateOf(it inventory.Item) broadcast.Update {
 	return broadcast.Update{ItemID: it.ID, Available: it.Available, Reserved: it.Reserved, Sold: it.Sold, Version: it.Version}
+}
+
+func coalescerConfig(cfg config.Config) orders.CoalescerConfig {
+	if !cfg.Coalesce {
+		return orders.CoalescerConfig{} // MaxBatch 0: off
+	}
+	return orders.CoalescerConfig{MaxBatch: cfg.CoalesceMaxBatch, QueueSize: cfg.CoalesceQueue,
+		IdleAfter: time.Second, Timeout: cfg.StatementTimeout * 2}
 }
 
 // Authority returns the token authority for cfg. With no secret configured

@@ -53,6 +53,9 @@ func Run(t *testing.T, newStores func(t *testing.T) Stores) {
 		{"AdjustStockNeverTakesAvailableBelowZero", adjustStock},
 		{"ListOrdersFiltersAndPagesNewestFirst", listOrders},
 		{"CancelledContextChangesNothing", cancelledContext},
+		{"BatchAllocatesInArrivalOrder", batchFIFO},
+		{"BatchHonoursKeysAndLimits", batchKeysAndLimits},
+		{"ThousandBuyersThroughTheCoalescer_ExactlyAHundredWin", coalescedBuyers},
 	}
 	for _, s := range scenarios {
 		t.Run(s.name, func(t *testing.T) {
@@ -539,4 +542,74 @@ func cancelledContext(t *testing.T, h *harness) {
 	// The store still works afterwards: no connection or lock was left behind.
 	h.mustPlace(h.order("alice", "", 0, line(id, 1)))
 	h.levels(id, 4, 0, 1)
+}
+
+func batchFIFO(t *testing.T, h *harness) {
+	id := h.item(3, 0)
+	batch := make([]orders.Order, 5)
+	for i := range batch {
+		batch[i] = h.order(fmt.Sprintf("c%d", i), "", 0, line(id, 1))
+	}
+	results, err := h.Orders.PlaceBatch(context.Background(), batch)
+	if err != nil || len(results) != 5 {
+		t.Fatalf("PlaceBatch = %v, %v", results, err)
+	}
+	for i, r := range results {
+		var ise *inventory.InsufficientStockError
+		switch {
+		case i < 3 && (r.Err != nil || r.Order.ID != batch[i].ID):
+			t.Fatalf("order %d (within stock) = %+v", i, r)
+		case i >= 3 && (!errors.As(r.Err, &ise) || ise.Available != 0):
+			t.Fatalf("order %d (past stock) = %+v, want insufficient stock with 0 available", i, r)
+		}
+	}
+	h.levels(id, 0, 0, 3)
+}
+
+func batchKeysAndLimits(t *testing.T, h *harness) {
+	id := h.item(100, 2)
+	batch := []orders.Order{
+		h.order("alice", "k1", 0, line(id, 1)),
+		h.order("alice", "k1", 0, line(id, 1)), // the same request again: a replay
+		h.order("alice", "k2", 0, line(id, 2)), // past alice's limit of 2
+		h.order("bob", "", time.Minute, line(id, 2)),
+		h.order("alice", "k1", 0, line(id, 3)), // the key with another request
+	}
+	results, err := h.Orders.PlaceBatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lee *orders.LimitExceededError
+	switch {
+	case results[0].Err != nil || results[0].Replayed:
+		t.Fatalf("first = %+v", results[0])
+	case results[1].Err != nil || !results[1].Replayed || results[1].Order.ID != results[0].Order.ID:
+		t.Fatalf("duplicate in the batch = %+v, want a replay of %s", results[1], results[0].Order.ID)
+	case !errors.As(results[2].Err, &lee) || lee.Held != 1:
+		t.Fatalf("past the limit = %+v", results[2])
+	case results[3].Err != nil || results[3].Order.Status != orders.StatusPending:
+		t.Fatalf("bob's hold = %+v", results[3])
+	case !errors.Is(results[4].Err, orders.ErrIdempotencyKeyReused):
+		t.Fatalf("reused key = %+v", results[4])
+	}
+	h.levels(id, 97, 2, 1)
+	again, err := h.Orders.PlaceBatch(context.Background(), []orders.Order{h.order("alice", "k1", 0, line(id, 1))})
+	if err != nil || !again[0].Replayed || again[0].Order.ID != results[0].Order.ID {
+		t.Fatalf("a later batch with a stored key = %+v, %v", again, err)
+	}
+	h.levels(id, 97, 2, 1)
+}
+
+func coalescedBuyers(t *testing.T, h *harness) {
+	id := h.item(100, 0)
+	c := orders.NewCoalescer(h.Orders, orders.CoalescerConfig{MaxBatch: 64, QueueSize: 2000, IdleAfter: 20 * time.Millisecond})
+	defer func() { _ = c.Stop(context.Background()) }()
+	errs := parallel(1000, func(i int) error {
+		_, _, err := c.Place(context.Background(), id, h.order(fmt.Sprintf("c%d", i), "", 0, line(id, 1)))
+		return err
+	})
+	if got := tally(errs); got["ok"] != 100 || got["insufficient"] != 900 || len(got) != 2 {
+		t.Fatalf("outcomes = %v, want 100 ok and 900 insufficient", got)
+	}
+	h.levels(id, 0, 0, 100)
 }

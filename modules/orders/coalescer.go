@@ -1,0 +1,200 @@
+package orders
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrOverloaded means the item's purchase queue is full: the request was
+// shed at once, changed nothing, and may be retried after a short pause.
+var ErrOverloaded = errors.New("too many purchases of this item in flight; retry shortly")
+
+// CoalescerConfig bounds the coalescer.
+type CoalescerConfig struct {
+	MaxBatch  int           // orders committed together, at most
+	QueueSize int           // orders waiting per item, at most; more are shed
+	IdleAfter time.Duration // a worker with nothing to do for this long exits
+	Timeout   time.Duration // bound on one batch's transaction
+}
+
+// Coalescer turns a crowd buying one item into a few transactions.
+// Purchases of the same item queue to one worker for that item; the worker
+// takes everything queued so far (up to MaxBatch) and places it with one
+// Store.PlaceBatch, in arrival order, then answers each caller. A lone
+// purchase is placed at once; an idle item holds no goroutine.
+type Coalescer struct {
+	store Store
+	cfg   CoalescerConfig
+
+	mu      sync.Mutex
+	workers map[string]*itemQueue
+	stopped bool
+	wg      sync.WaitGroup
+
+	onBatch func(size int)
+	shed    atomic.Uint64
+	queued  atomic.Int64
+}
+
+type itemQueue struct {
+	ch chan *placement
+}
+
+type placement struct {
+	ctx    context.Context
+	order  Order
+	result chan BatchResult // capacity 1
+}
+
+// NewCoalescer returns a coalescer over store.
+func NewCoalescer(store Store, cfg CoalescerConfig) *Coalescer {
+	if cfg.MaxBatch < 1 {
+		cfg.MaxBatch = 1
+	}
+	if cfg.QueueSize < 1 {
+		cfg.QueueSize = 1
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = time.Second
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	return &Coalescer{store: store, cfg: cfg, workers: map[string]*itemQueue{}}
+}
+
+// OnBatch registers fn to hear the size of every batch placed. Call it
+// before use.
+func (c *Coalescer) OnBatch(fn func(size int)) { c.onBatch = fn }
+
+// Shed is how many purchases were refused because a queue was full.
+func (c *Coalescer) Shed() uint64 { return c.shed.Load() }
+
+// QueueDepth is how many purchases wait in all queues.
+func (c *Coalescer) QueueDepth() int64 { return c.queued.Load() }
+
+// Workers is how many items have a worker now.
+func (c *Coalescer) Workers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.workers)
+}
+
+// Place queues o, an order of one item, and waits for its outcome. If ctx
+// ends first, Place returns ctx's error; an order already taken into a
+// batch may still be placed (a retry with the same idempotency key finds it).
+func (c *Coalescer) Place(ctx context.Context, itemID string, o Order) (Order, bool, error) {
+	p := &placement{ctx: ctx, order: o, result: make(chan BatchResult, 1)}
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return Order{}, false, ErrUnavailable
+	}
+	q := c.workers[itemID]
+	if q == nil {
+		q = &itemQueue{ch: make(chan *placement, c.cfg.QueueSize)}
+		c.workers[itemID] = q
+		c.wg.Add(1)
+		go c.work(itemID, q)
+	}
+	select {
+	case q.ch <- p:
+		c.queued.Add(1)
+	default:
+		c.mu.Unlock()
+		c.shed.Add(1)
+		return Order{}, false, ErrOverloaded
+	}
+	c.mu.Unlock()
+	select {
+	case r := <-p.result:
+		return r.Order, r.Replayed, r.Err
+	case <-ctx.Done():
+		return Order{}, false, ctx.Err()
+	}
+}
+
+// work places batches for one item until the item goes idle.
+func (c *Coalescer) work(itemID string, q *itemQueue) {
+	defer c.wg.Done()
+	idle := time.NewTimer(c.cfg.IdleAfter)
+	defer idle.Stop()
+	batch := make([]*placement, 0, c.cfg.MaxBatch)
+	for {
+		select {
+		case first := <-q.ch:
+			batch = append(batch[:0], first)
+		drain:
+			for len(batch) < c.cfg.MaxBatch {
+				select {
+				case p := <-q.ch:
+					batch = append(batch, p)
+				default:
+					break drain
+				}
+			}
+			c.queued.Add(-int64(len(batch)))
+			c.place(batch)
+			idle.Reset(c.cfg.IdleAfter)
+		case <-idle.C:
+			c.mu.Lock()
+			if len(q.ch) == 0 {
+				// No one can send to q after this: Place finds no worker
+				// for the item and starts a new one.
+				delete(c.workers, itemID)
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			idle.Reset(c.cfg.IdleAfter)
+		}
+	}
+}
+
+func (c *Coalescer) place(batch []*placement) {
+	live := batch[:0:0]
+	orders := make([]Order, 0, len(batch))
+	for _, p := range batch {
+		if err := p.ctx.Err(); err != nil {
+			p.result <- BatchResult{Err: err} // the caller gave up before its turn
+			continue
+		}
+		live = append(live, p)
+		orders = append(orders, p.order)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if c.onBatch != nil {
+		c.onBatch(len(live))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	results, err := c.store.PlaceBatch(ctx, orders)
+	for i, p := range live {
+		if err != nil {
+			p.result <- BatchResult{Err: err}
+			continue
+		}
+		p.result <- results[i]
+	}
+}
+
+// Stop refuses new purchases and waits for the queued ones to be placed
+// and every worker to exit, or for ctx.
+func (c *Coalescer) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
