@@ -71,6 +71,10 @@ fanout N="10000" BURST="50":
     go build -o /tmp/stockguard-bench ./cmd/stockguard
     go run ./benchmarks/fanout -server-bin /tmp/stockguard-bench -n {{ N }} -burst {{ BURST }} -json benchmarks/results/fanout-{{ N }}.json
 
+# The side-by-side load test: pgbench baseline, stockguard with coalescing on and off, wrk; prints ratios.
+loadtest:
+    bash benchmarks/loadtest.sh
+
 # Build the PostgreSQL image from Debian packages (for machines without registry access).
 postgres-image:
     bash scripts/postgres-image.sh

@@ -171,9 +171,27 @@ func (c *Coalescer) place(batch []*placement) {
 	if c.onBatch != nil {
 		c.onBatch(len(live))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	// The batch runs in the first caller's context (so its trace shows the
+	// SQL) without its cancellation, until the last caller's deadline (at
+	// most Timeout): when every caller has given up, the database work stops.
+	deadline := time.Now().Add(c.cfg.Timeout)
+	latest := time.Time{}
+	for _, p := range live {
+		d, ok := p.ctx.Deadline()
+		if !ok {
+			latest = deadline
+			break
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	if latest.Before(deadline) {
+		deadline = latest
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(live[0].ctx), deadline)
 	defer cancel()
-	results, err := c.store.PlaceBatch(ctx, orders)
+	results, err := c.store.PlaceBatch(ctx, orders, func(i int) bool { return live[i].ctx.Err() == nil })
 	for i, p := range live {
 		if err != nil {
 			p.result <- BatchResult{Err: err}

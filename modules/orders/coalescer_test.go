@@ -21,7 +21,7 @@ func blockingStore(t *testing.T) (*MockStore, chan struct{}, chan []Order) {
 	batches := make(chan []Order, 16)
 	first := true
 	var mu sync.Mutex
-	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order) ([]BatchResult, error) {
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
 		batches <- b
 		mu.Lock()
 		wait := first
@@ -97,7 +97,7 @@ func TestCoalescer_ShedsAtOnceWhenTheQueueIsFull(t *testing.T) {
 
 func TestCoalescer_IdleItemsHoldNoGoroutine(t *testing.T) {
 	store := NewMockStore(gomock.NewController(t))
-	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order) ([]BatchResult, error) {
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
 		return []BatchResult{{Order: b[0]}}, nil
 	}).Times(2)
 	c := NewCoalescer(store, CoalescerConfig{MaxBatch: 10, QueueSize: 10, IdleAfter: 5 * time.Millisecond})
@@ -120,7 +120,7 @@ func TestCoalescer_IdleItemsHoldNoGoroutine(t *testing.T) {
 
 func TestCoalescer_BatchFailureReachesEveryCaller(t *testing.T) {
 	store := NewMockStore(gomock.NewController(t))
-	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any()).Return(nil, ErrUnavailable)
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).Return(nil, ErrUnavailable)
 	c := NewCoalescer(store, CoalescerConfig{MaxBatch: 10, QueueSize: 10})
 	if _, _, err := c.Place(context.Background(), itemA, orderOf("x")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("error = %v", err)
@@ -163,7 +163,7 @@ func TestService_SingleItemOrdersGoThroughTheCoalescer(t *testing.T) {
 	svc, store, _ := newService(t)
 	c := NewCoalescer(store, CoalescerConfig{MaxBatch: 10, QueueSize: 10})
 	svc.WithCoalescer(c)
-	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Len(1)).DoAndReturn(func(_ context.Context, b []Order) ([]BatchResult, error) {
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Len(1), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
 		return []BatchResult{{Order: b[0], Replayed: true}}, nil
 	})
 	if _, replayed, err := svc.Place(context.Background(), alice, PlaceRequest{Lines: []Line{{itemA, 1}, {itemA, 2}}}); err != nil || !replayed {

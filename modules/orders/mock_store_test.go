@@ -237,18 +237,18 @@ func (c *MockStoreListOrdersCall) DoAndReturn(f func(context.Context, ListFilter
 }
 
 // PlaceBatch mocks base method.
-func (m *MockStore) PlaceBatch(ctx context.Context, batch []Order) ([]BatchResult, error) {
+func (m *MockStore) PlaceBatch(ctx context.Context, batch []Order, wanted func(int) bool) ([]BatchResult, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "PlaceBatch", ctx, batch)
+	ret := m.ctrl.Call(m, "PlaceBatch", ctx, batch, wanted)
 	ret0, _ := ret[0].([]BatchResult)
 	ret1, _ := ret[1].(error)
 	return ret0, ret1
 }
 
 // PlaceBatch indicates an expected call of PlaceBatch.
-func (mr *MockStoreMockRecorder) PlaceBatch(ctx, batch any) *MockStorePlaceBatchCall {
+func (mr *MockStoreMockRecorder) PlaceBatch(ctx, batch, wanted any) *MockStorePlaceBatchCall {
 	mr.mock.ctrl.T.Helper()
-	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "PlaceBatch", reflect.TypeOf((*MockStore)(nil).PlaceBatch), ctx, batch)
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "PlaceBatch", reflect.TypeOf((*MockStore)(nil).PlaceBatch), ctx, batch, wanted)
 	return &MockStorePlaceBatchCall{Call: call}
 }
 
@@ -264,13 +264,13 @@ func (c *MockStorePlaceBatchCall) Return(arg0 []BatchResult, arg1 error) *MockSt
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockStorePlaceBatchCall) Do(f func(context.Context, []Order) ([]BatchResult, error)) *MockStorePlaceBatchCall {
+func (c *MockStorePlaceBatchCall) Do(f func(context.Context, []Order, func(int) bool) ([]BatchResult, error)) *MockStorePlaceBatchCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockStorePlaceBatchCall) DoAndReturn(f func(context.Context, []Order) ([]BatchResult, error)) *MockStorePlaceBatchCall {
+func (c *MockStorePlaceBatchCall) DoAndReturn(f func(context.Context, []Order, func(int) bool) ([]BatchResult, error)) *MockStorePlaceBatchCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }

@@ -23,10 +23,13 @@ type Store interface {
 	// PlaceBatch places orders that all buy or hold one and the same item,
 	// in one transaction with one lock on the item, as if placed one after
 	// another in slice order: each is checked against the stock and limits
-	// the earlier ones left. It returns one result per order; an error means
-	// the whole batch failed and none was placed (or, for ErrUnavailable,
-	// that the outcome is unknown: retry with the same idempotency keys).
-	PlaceBatch(ctx context.Context, batch []Order) ([]BatchResult, error)
+	// the earlier ones left. Once it holds the lock it asks wanted(i) for
+	// each order and leaves out those no longer wanted (their callers gave
+	// up), answering them with context.Canceled. It returns one result per
+	// order; an error means the whole batch failed and none was placed (or,
+	// for ErrUnavailable, that the outcome is unknown: retry with the same
+	// idempotency keys).
+	PlaceBatch(ctx context.Context, batch []Order, wanted func(i int) bool) ([]BatchResult, error)
 	// GetOrder returns ErrOrderNotFound when no order has the id.
 	GetOrder(ctx context.Context, id string) (Order, error)
 	// ListOrders returns up to f.Limit orders matching f, newest first.

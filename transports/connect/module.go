@@ -150,7 +150,9 @@ func routes(p routeParams) (routeResults, error) {
 		out.Routes = append(out.Routes, httpserver.Route{Pattern: pattern, Handler: h})
 	}
 	// Caps the whole body, whatever the protocol, before any decoding.
-	add("/", AccessLog(p.Log, CORS(p.Config.CORSOrigins)(streamingDeadlines(http.MaxBytesHandler(api, MaxRequestBytes+64<<10)))))
+	// MaxBytesHandler goes outermost so that it sees the server's own
+	// ResponseWriter and can close a connection whose body was too large.
+	add("/", http.MaxBytesHandler(AccessLog(p.Log, CORS(p.Config.CORSOrigins)(streamingDeadlines(api))), MaxRequestBytes+64<<10))
 	add(grpcreflect.NewHandlerV1(reflector))
 	add(grpcreflect.NewHandlerV1Alpha(reflector))
 	add(grpchealth.NewHandler(readinessChecker{p.Checker}))

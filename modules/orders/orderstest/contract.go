@@ -550,7 +550,7 @@ func batchFIFO(t *testing.T, h *harness) {
 	for i := range batch {
 		batch[i] = h.order(fmt.Sprintf("c%d", i), "", 0, line(id, 1))
 	}
-	results, err := h.Orders.PlaceBatch(context.Background(), batch)
+	results, err := h.Orders.PlaceBatch(context.Background(), batch, nil)
 	if err != nil || len(results) != 5 {
 		t.Fatalf("PlaceBatch = %v, %v", results, err)
 	}
@@ -575,7 +575,7 @@ func batchKeysAndLimits(t *testing.T, h *harness) {
 		h.order("bob", "", time.Minute, line(id, 2)),
 		h.order("alice", "k1", 0, line(id, 3)), // the key with another request
 	}
-	results, err := h.Orders.PlaceBatch(context.Background(), batch)
+	results, err := h.Orders.PlaceBatch(context.Background(), batch, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,7 +593,7 @@ func batchKeysAndLimits(t *testing.T, h *harness) {
 		t.Fatalf("reused key = %+v", results[4])
 	}
 	h.levels(id, 97, 2, 1)
-	again, err := h.Orders.PlaceBatch(context.Background(), []orders.Order{h.order("alice", "k1", 0, line(id, 1))})
+	again, err := h.Orders.PlaceBatch(context.Background(), []orders.Order{h.order("alice", "k1", 0, line(id, 1))}, nil)
 	if err != nil || !again[0].Replayed || again[0].Order.ID != results[0].Order.ID {
 		t.Fatalf("a later batch with a stored key = %+v, %v", again, err)
 	}

@@ -16,7 +16,7 @@ import (
 // PlaceBatch implements orders.Store: many orders of one item in one
 // transaction: one FOR UPDATE, one UPDATE of the item, one multi-row insert
 // each of orders, lines and ledger rows.
-func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order) ([]orders.BatchResult, error) {
+func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -32,7 +32,7 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order) ([]or
 	var lockedAt time.Time
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		results, err = placeBatchInTx(ctx, tx, s.db.Metrics(), &lockedAt, itemID, batch)
+		results, err = placeBatchInTx(ctx, tx, s.db.Metrics(), &lockedAt, itemID, batch, wanted)
 		return err
 	})
 	s.observeHold(lockedAt)
@@ -67,7 +67,7 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order) ([]or
 	return nil, mapErr("place batch", err)
 }
 
-func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, itemID string, batch []orders.Order) ([]orders.BatchResult, error) {
+func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, itemID string, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	results := make([]orders.BatchResult, len(batch))
 
 	// Keys already used: one lookup for the whole batch.
@@ -120,6 +120,10 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 	inBatch := map[string]int{} // customer+key -> index of the first order with it
 	var accepted []orders.Order
 	for i, o := range batch {
+		if wanted != nil && !wanted(i) {
+			results[i] = orders.BatchResult{Err: context.Canceled}
+			continue
+		}
 		if o.IdempotencyKey != "" {
 			k := o.CustomerID + "\x00" + o.IdempotencyKey
 			if p, ok := prior[k]; ok {

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The side-by-side load test: PostgreSQL in a container, the pgbench
+# baseline, then stockguard under loadgen (coalescing on and off), and wrk
+# for an outside view. Prints a table of every run as a ratio to pgbench.
+# Loopback only; every step is bounded in time.
+#
+#   bash benchmarks/loadtest.sh            (or: just loadtest)
+#
+# DURATION (default 15s) sets each run's length; CLIENTS (1000) the closed-loop callers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-15s}"
+CLIENTS="${CLIENTS:-1000}"
+IMAGE="${STOCKGUARD_TEST_POSTGRES_IMAGE:-stockguard/postgres:15}"
+PGPORT="${LOADTEST_PG_PORT:-55432}"
+OUT="benchmarks/results/loadtest-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+JSON="$OUT/runs.jsonl"
+log() { printf '\n[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+export STOCKGUARD_JWT_SECRET="loadtest-secret-0123456789abcdef0123456789"
+BIN=/tmp/stockguard-loadtest
+LOADGEN=/tmp/stockguard-loadgen
+go build -o "$BIN" ./cmd/stockguard
+go build -o "$LOADGEN" ./benchmarks/loadgen
+
+# --- PostgreSQL --------------------------------------------------------------
+NAME=stockguard-loadtest-pg
+docker rm -f "$NAME" >/dev/null 2>&1 || true
+cleanup() { docker rm -f "$NAME" >/dev/null 2>&1 || true; [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null || true; }
+trap cleanup EXIT
+log "starting PostgreSQL ($IMAGE) on 127.0.0.1:$PGPORT"
+PGCONF="-c max_connections=300 -c shared_buffers=256MB -c synchronous_commit=on"
+if [[ "$IMAGE" == *stockguard/postgres* ]]; then
+  docker run -d --name "$NAME" -p "127.0.0.1:$PGPORT:5432" "$IMAGE" sh -c \
+    "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=* -c unix_socket_directories=/tmp $PGCONF" >/dev/null
+else
+  docker run -d --name "$NAME" -p "127.0.0.1:$PGPORT:5432" -e POSTGRES_HOST_AUTH_METHOD=trust "$IMAGE" postgres $PGCONF >/dev/null
+fi
+for _ in $(seq 1 60); do
+  psql -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break
+  sleep 1
+done
+PGVERSION=$(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -Atc 'show server_version')
+
+fresh_db() {
+  psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+  DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$1?sslmode=disable" "$BIN" migrate >/dev/null 2>&1
+}
+
+# --- pgbench baseline ----------------------------------------------------------
+log "pgbench baseline: the naive purchase transaction on one hot row, 8 and 64 clients"
+fresh_db pgbench
+PGB=/usr/lib/postgresql/15/bin/pgbench
+psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d pgbench -qc \
+  "INSERT INTO items (id, sku, name, initial_stock, available, reserved, sold, version, create_time)
+   VALUES ('00000000-0000-7000-8000-000000000001', 'HOT', 'hot', 1000000000, 1000000000, 0, 0, 1, now())" >/dev/null
+cat > "$OUT/naive.sql" <<'SQL'
+BEGIN;
+SELECT available FROM items WHERE id = '00000000-0000-7000-8000-000000000001' FOR UPDATE;
+UPDATE items SET available = available - 1, sold = sold + 1, version = version + 1 WHERE id = '00000000-0000-7000-8000-000000000001';
+INSERT INTO orders (id, customer_id, status, request_hash, create_time, update_time) VALUES (gen_random_uuid(), 'pgbench', 2, 'x', now(), now());
+COMMIT;
+SQL
+declare -A PGTPS
+for c in 8 64; do
+  tps=$("$PGB" -h 127.0.0.1 -p "$PGPORT" -U postgres -n -c "$c" -j 2 -T 15 -f "$OUT/naive.sql" pgbench 2>/dev/null | awk '/^tps/ {print int($3); exit}')
+  PGTPS[$c]=$tps
+  log "pgbench -c $c: $tps tps"
+  echo "{\"label\":\"pgbench naive c=$c\",\"tps\":$tps}" >>"$JSON"
+done
+BASE=${PGTPS[64]}
+
+# --- stockguard ------------------------------------------------------------------
+start_server() { # coalesce(true|false) dbname
+  fresh_db "$2"
+  DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$2?sslmode=disable" STOCKGUARD_COALESCE="$1" \
+    STOCKGUARD_RATE_LIMIT_RPS=0 STOCKGUARD_LOG_LEVEL=warn STOCKGUARD_DB_MAX_CONNS=32 STOCKGUARD_AUDIT_INTERVAL=0 \
+    STOCKGUARD_HTTP_ADDR=127.0.0.1:18080 STOCKGUARD_ADMIN_ADDR=127.0.0.1:19090 "$BIN" 2>"$OUT/server-$2.log" &
+  SERVER=$!
+  for _ in $(seq 1 100); do curl -sf 127.0.0.1:19090/readyz >/dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
+stop_server() { kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
+lg() { "$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$DURATION" -json "$JSON" "$@"; }
+
+log "stockguard, coalescing on"
+start_server true coalesced
+lg -label "hot item, grpc, coalesced" -protocol grpc -mode closed -c "$CLIENTS" -items 1 | tee -a "$OUT/table.txt"
+PEAK=$(tail -n1 "$JSON" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok_per_second"]))')
+lg -label "hot item, connect, coalesced" -protocol connect -mode closed -c "$CLIENTS" -items 1 | tee -a "$OUT/table.txt"
+lg -label "hot item, grpc, open 50%" -protocol grpc -mode open -rate $((PEAK / 2)) -c "$CLIENTS" -items 1 | tee -a "$OUT/table.txt"
+lg -label "10,000 items, grpc, coalesced" -protocol grpc -mode closed -c "$CLIENTS" -items 10000 | tee -a "$OUT/table.txt"
+lg -label "hot item, rest, coalesced" -protocol rest -mode closed -c 256 -items 1 | tee -a "$OUT/table.txt"
+command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || true)
+if command -v wrk >/dev/null; then
+  ITEM=$(curl -s '127.0.0.1:18080/v1/items?pageSize=1' | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+  log "wrk: GET /v1/items/{id} (REST, outside view)"
+  wrk -t2 -c256 -d"$DURATION" --latency "http://127.0.0.1:18080/v1/items/$ITEM" | tee "$OUT/wrk.txt"
+fi
+CPUPROFILE="$OUT/cpu-hot-item.pprof"
+( sleep 2; curl -s -o "$CPUPROFILE" "127.0.0.1:19090/debug/pprof/profile?seconds=10" ) &
+lg -label "hot item, grpc, profiled" -protocol grpc -mode closed -c "$CLIENTS" -items 1 -duration 14s >/dev/null
+wait
+go tool pprof -top -nodecount=25 "$BIN" "$CPUPROFILE" >"$OUT/cpu-top.txt" 2>/dev/null || true
+DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/coalesced?sslmode=disable" "$BIN" verify | tee "$OUT/verify-coalesced.txt"
+stop_server
+
+log "stockguard, coalescing off (the naive path)"
+start_server false naive
+lg -label "hot item, grpc, naive" -protocol grpc -mode closed -c "$CLIENTS" -items 1 | tee -a "$OUT/table.txt"
+lg -label "hot item, connect, naive" -protocol connect -mode closed -c "$CLIENTS" -items 1 | tee -a "$OUT/table.txt"
+DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/naive?sslmode=disable" "$BIN" verify | tee "$OUT/verify-naive.txt"
+stop_server
+
+log "ratios to pgbench (naive transaction, 64 clients: $BASE tps; 8 clients: ${PGTPS[8]} tps), PostgreSQL $PGVERSION"
+python3 - "$JSON" "$BASE" <<'PY' | tee "$OUT/ratios.txt"
+import json, sys
+base = float(sys.argv[2])
+print(f"{'run':34} {'ok/s':>9} {'x pgbench':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu %':>6} {'errors'}")
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "tps" in r:
+        print(f"{r['label']:34} {r['tps']:>9} {r['tps']/base:>10.2f}")
+        continue
+    print(f"{r['label']:34} {r['ok_per_second']:>9.0f} {r['ok_per_second']/base:>10.2f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r.get('server_cpu_percent',0):>6.0f} {r['errors']}")
+PY
+log "results in $OUT"
