@@ -38,9 +38,9 @@ import (
 
 type options struct {
 	addr, protocol, mode, secret, label, jsonOut string
-	concurrency, rate, items, stock, customers  int
-	duration                                    time.Duration
-	pid                                         int
+	concurrency, rate, items, stock, customers   int
+	duration                                     time.Duration
+	pid                                          int
 }
 
 // Result is one run's report, also written as JSON.
