@@ -101,8 +101,9 @@ if command -v wrk >/dev/null; then
 fi
 CPUPROFILE="$OUT/cpu-hot-item.pprof"
 ( sleep 2; curl -s -o "$CPUPROFILE" "127.0.0.1:19090/debug/pprof/profile?seconds=10" ) &
-lg -label "hot item, grpc, profiled" -protocol grpc -mode closed -c "$CLIENTS" -items 1 -duration 14s >/dev/null
-wait
+PROFILER=$!
+"$LOADGEN" -addr 127.0.0.1:18080 -duration 14s -label profiled -protocol grpc -mode closed -c "$CLIENTS" -items 1 >/dev/null 2>&1
+wait "$PROFILER"
 go tool pprof -top -nodecount=25 "$BIN" "$CPUPROFILE" >"$OUT/cpu-top.txt" 2>/dev/null || true
 DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/coalesced?sslmode=disable" "$BIN" verify | tee "$OUT/verify-coalesced.txt"
 stop_server

@@ -65,6 +65,7 @@ type Result struct {
 	ServerCPU   float64          `json:"server_cpu_percent,omitempty"`
 	ServerPeak  float64          `json:"server_peak_rss_mb,omitempty"`
 	Conserved   *bool            `json:"conserved,omitempty"`
+	CutAtEnd    int64            `json:"cut_at_end"` // calls in flight when the run ended, not counted
 }
 
 func main() {
@@ -136,13 +137,17 @@ func run(o options) error {
 			oks.Add(1)
 		}
 	}
-	var seq atomic.Int64
+	var seq, cut atomic.Int64
 	one := func(ctx context.Context) {
 		n := seq.Add(1)
 		item := itemIDs[int(n)%len(itemIDs)]
 		token := tokens[int(n)%len(tokens)]
 		began := time.Now()
 		code := place(ctx, token, item)
+		if code == "client_deadline" && ctx.Err() != nil {
+			cut.Add(1) // in flight when the run ended: neither a success nor an error
+			return
+		}
 		record(began, code)
 	}
 
@@ -192,7 +197,7 @@ func run(o options) error {
 	cpuAfter, _ := cpuTicks(o.pid)
 
 	r := Result{Label: o.label, Protocol: o.protocol, Mode: o.mode, Items: o.items, Seconds: elapsed.Seconds(),
-		Requests: requests.Load(), OK: oks.Load(), Errors: errs,
+		Requests: requests.Load(), OK: oks.Load(), Errors: errs, CutAtEnd: cut.Load(),
 		P50ms: ms(hist.ValueAtQuantile(50)), P90ms: ms(hist.ValueAtQuantile(90)), P99ms: ms(hist.ValueAtQuantile(99)),
 		P999ms: ms(hist.ValueAtQuantile(99.9)), MaxMs: ms(hist.Max())}
 	if o.mode == "closed" {
