@@ -144,7 +144,7 @@ func run(o options) error {
 		token := tokens[int(n)%len(tokens)]
 		began := time.Now()
 		code := place(ctx, token, item)
-		if code == "client_deadline" && ctx.Err() != nil {
+		if code != "" && ctx.Err() != nil {
 			cut.Add(1) // in flight when the run ended: neither a success nor an error
 			return
 		}

@@ -3,6 +3,8 @@ package orders
 import (
 	"context"
 	"errors"
+	"hash/maphash"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,23 +16,29 @@ var ErrOverloaded = errors.New("too many purchases of this item in flight; retry
 
 // CoalescerConfig bounds the coalescer.
 type CoalescerConfig struct {
+	// Lanes spreads items over this many queues, each with its own worker
+	// and transactions; a lane's batch may hold orders of many items.
+	// Zero means one lane per item.
+	Lanes     int
 	MaxBatch  int           // orders committed together, at most
 	QueueSize int           // orders waiting per item, at most; more are shed
 	IdleAfter time.Duration // a worker with nothing to do for this long exits
 	Timeout   time.Duration // bound on one batch's transaction
 }
 
-// Coalescer turns a crowd buying one item into a few transactions.
-// Purchases of the same item queue to one worker for that item; the worker
-// takes everything queued so far (up to MaxBatch) and places it with one
+// Coalescer turns a crowd of single-item purchases into a few
+// transactions. Purchases queue by lane (an item always maps to the same
+// lane, so its purchases keep their arrival order); the lane's worker takes
+// everything queued so far (up to MaxBatch) and places it with one
 // Store.PlaceBatch, in arrival order, then answers each caller. A lone
-// purchase is placed at once; an idle item holds no goroutine.
+// purchase is placed at once; an idle lane holds no goroutine.
 type Coalescer struct {
 	store Store
 	cfg   CoalescerConfig
 
+	seed    maphash.Seed
 	mu      sync.Mutex
-	workers map[string]*itemQueue
+	workers map[string]*itemQueue // by lane
 	stopped bool
 	wg      sync.WaitGroup
 
@@ -63,7 +71,7 @@ func NewCoalescer(store Store, cfg CoalescerConfig) *Coalescer {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	return &Coalescer{store: store, cfg: cfg, workers: map[string]*itemQueue{}}
+	return &Coalescer{store: store, cfg: cfg, seed: maphash.MakeSeed(), workers: map[string]*itemQueue{}}
 }
 
 // OnBatch registers fn to hear the size of every batch placed. Call it
@@ -93,12 +101,13 @@ func (c *Coalescer) Place(ctx context.Context, itemID string, o Order) (Order, b
 		c.mu.Unlock()
 		return Order{}, false, ErrUnavailable
 	}
-	q := c.workers[itemID]
+	lane := c.lane(itemID)
+	q := c.workers[lane]
 	if q == nil {
 		q = &itemQueue{ch: make(chan *placement, c.cfg.QueueSize)}
-		c.workers[itemID] = q
+		c.workers[lane] = q
 		c.wg.Add(1)
-		go c.work(itemID, q)
+		go c.work(lane, q)
 	}
 	select {
 	case q.ch <- p:
@@ -117,8 +126,16 @@ func (c *Coalescer) Place(ctx context.Context, itemID string, o Order) (Order, b
 	}
 }
 
-// work places batches for one item until the item goes idle.
-func (c *Coalescer) work(itemID string, q *itemQueue) {
+// lane maps an item to its queue.
+func (c *Coalescer) lane(itemID string) string {
+	if c.cfg.Lanes <= 0 {
+		return itemID
+	}
+	return strconv.FormatUint(maphash.String(c.seed, itemID)%uint64(c.cfg.Lanes), 10)
+}
+
+// work places batches for one lane until the lane goes idle.
+func (c *Coalescer) work(lane string, q *itemQueue) {
 	defer c.wg.Done()
 	idle := time.NewTimer(c.cfg.IdleAfter)
 	defer idle.Stop()
@@ -144,7 +161,7 @@ func (c *Coalescer) work(itemID string, q *itemQueue) {
 			if len(q.ch) == 0 {
 				// No one can send to q after this: Place finds no worker
 				// for the item and starts a new one.
-				delete(c.workers, itemID)
+				delete(c.workers, lane)
 				c.mu.Unlock()
 				return
 			}

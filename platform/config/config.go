@@ -47,7 +47,8 @@ type Config struct {
 
 	Coalesce         bool // STOCKGUARD_COALESCE: commit many purchases of one item in one transaction
 	CoalesceMaxBatch int  // STOCKGUARD_COALESCE_MAX_BATCH: purchases per transaction, at most
-	CoalesceQueue    int  // STOCKGUARD_COALESCE_QUEUE: purchases waiting per item; more are shed
+	CoalesceQueue    int  // STOCKGUARD_COALESCE_QUEUE: purchases waiting per lane; more are shed
+	CoalesceLanes    int  // STOCKGUARD_COALESCE_LANES: queues items are spread over, each with its own transactions
 
 	AuditInterval  time.Duration // STOCKGUARD_AUDIT_INTERVAL: how often the server checks the stock invariant; 0 never
 	MetricsItemCap int           // STOCKGUARD_METRICS_ITEM_CAP: items with per-item stock gauges
@@ -80,6 +81,7 @@ func Defaults() Config {
 		Coalesce:          true,
 		CoalesceMaxBatch:  256,
 		CoalesceQueue:     4096,
+		CoalesceLanes:     8,
 		MetricsItemCap:    100,
 		WSWriteTimeout:    5 * time.Second,
 		LogFormat:         "json",
@@ -135,7 +137,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	coalesce := strconv.FormatBool(c.Coalesce)
 	str(&coalesce, "coalesce", "STOCKGUARD_COALESCE", "commit many purchases of one item in one transaction (true or false)")
 	num(&c.CoalesceMaxBatch, "coalesce-max-batch", "STOCKGUARD_COALESCE_MAX_BATCH", "purchases per transaction, at most")
-	num(&c.CoalesceQueue, "coalesce-queue", "STOCKGUARD_COALESCE_QUEUE", "purchases waiting per item; more are refused at once")
+	num(&c.CoalesceQueue, "coalesce-queue", "STOCKGUARD_COALESCE_QUEUE", "purchases waiting per lane; more are refused at once")
+	num(&c.CoalesceLanes, "coalesce-lanes", "STOCKGUARD_COALESCE_LANES", "queues purchases are spread over by item; each commits its own batches")
 	dur(&c.AuditInterval, "audit-interval", "STOCKGUARD_AUDIT_INTERVAL", "how often to check the stock invariant (0: never)")
 	num(&c.MetricsItemCap, "metrics-item-cap", "STOCKGUARD_METRICS_ITEM_CAP", "items with per-item stock gauges (watched items first)")
 	num(&c.WSMaxConnections, "ws-max-connections", "STOCKGUARD_WS_MAX_CONNECTIONS", "open WebSocket connections at once")
@@ -233,6 +236,9 @@ func (c Config) Validate() error {
 	}
 	if c.CoalesceMaxBatch < 1 || c.CoalesceMaxBatch > 10_000 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_COALESCE_MAX_BATCH: %d is out of range; expected 1 to 10000", c.CoalesceMaxBatch))
+	}
+	if c.CoalesceLanes < 1 || c.CoalesceLanes > 1024 {
+		errs = append(errs, fmt.Errorf("STOCKGUARD_COALESCE_LANES: %d is out of range; expected 1 to 1024", c.CoalesceLanes))
 	}
 	if c.CoalesceQueue < 1 || c.CoalesceQueue > 1_000_000 {
 		errs = append(errs, fmt.Errorf("STOCKGUARD_COALESCE_QUEUE: %d is out of range; expected 1 to 1000000", c.CoalesceQueue))

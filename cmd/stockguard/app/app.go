@@ -95,7 +95,7 @@ func coalescerConfig(cfg config.Config) orders.CoalescerConfig {
 	if !cfg.Coalesce {
 		return orders.CoalescerConfig{} // MaxBatch 0: off
 	}
-	return orders.CoalescerConfig{MaxBatch: cfg.CoalesceMaxBatch, QueueSize: cfg.CoalesceQueue,
+	return orders.CoalescerConfig{Lanes: cfg.CoalesceLanes, MaxBatch: cfg.CoalesceMaxBatch, QueueSize: cfg.CoalesceQueue,
 		IdleAfter: time.Second, Timeout: cfg.StatementTimeout * 2}
 }
 

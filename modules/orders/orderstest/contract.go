@@ -56,6 +56,8 @@ func Run(t *testing.T, newStores func(t *testing.T) Stores) {
 		{"BatchAllocatesInArrivalOrder", batchFIFO},
 		{"BatchHonoursKeysAndLimits", batchKeysAndLimits},
 		{"ThousandBuyersThroughTheCoalescer_ExactlyAHundredWin", coalescedBuyers},
+		{"BatchOfManyItemsAllocatesEachInOrder", batchManyItems},
+		{"SpreadBuyersThroughCoalescerLanes", coalescedSpread},
 	}
 	for _, s := range scenarios {
 		t.Run(s.name, func(t *testing.T) {
@@ -612,4 +614,51 @@ func coalescedBuyers(t *testing.T, h *harness) {
 		t.Fatalf("outcomes = %v, want 100 ok and 900 insufficient", got)
 	}
 	h.levels(id, 0, 0, 100)
+}
+
+func batchManyItems(t *testing.T, h *harness) {
+	a, b := h.item(1, 0), h.item(5, 0)
+	missing := uuid.Must(uuid.NewV7()).String()
+	batch := []orders.Order{
+		h.order("c1", "", 0, line(a, 1)),
+		h.order("c2", "", time.Minute, line(b, 2)),
+		h.order("c3", "", 0, line(missing, 1)),
+		h.order("c4", "", 0, line(a, 1)),
+		h.order("c5", "", 0, line(b, 3)),
+	}
+	results, err := h.Orders.PlaceBatch(context.Background(), batch, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ise *inventory.InsufficientStockError
+	switch {
+	case results[0].Err != nil, results[1].Err != nil, results[4].Err != nil:
+		t.Fatalf("orders within stock failed: %+v", results)
+	case !errors.Is(results[2].Err, inventory.ErrItemNotFound):
+		t.Fatalf("order of a missing item = %+v; the rest of the batch must not fail with it", results[2])
+	case !errors.As(results[3].Err, &ise) || ise.ItemID != a:
+		t.Fatalf("second order of a = %+v, want insufficient stock", results[3])
+	}
+	h.levels(a, 0, 0, 1)
+	h.levels(b, 0, 2, 3)
+}
+
+func coalescedSpread(t *testing.T, h *harness) {
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = h.item(10, 0)
+	}
+	c := orders.NewCoalescer(h.Orders, orders.CoalescerConfig{Lanes: 4, MaxBatch: 64, QueueSize: 2000, IdleAfter: 20 * time.Millisecond})
+	defer func() { _ = c.Stop(context.Background()) }()
+	errs := parallel(400, func(i int) error {
+		id := ids[i%len(ids)]
+		_, _, err := c.Place(context.Background(), id, h.order(fmt.Sprintf("c%d", i), "", 0, line(id, 1)))
+		return err
+	})
+	if got := tally(errs); got["ok"] != 200 || got["insufficient"] != 200 || len(got) != 2 {
+		t.Fatalf("outcomes = %v, want 200 ok (10 of each of 20 items) and 200 insufficient", got)
+	}
+	for _, id := range ids {
+		h.levels(id, 0, 0, 10)
+	}
 }

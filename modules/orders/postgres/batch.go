@@ -13,26 +13,24 @@ import (
 	pg "github.com/stockguard/stockguard/platform/postgres"
 )
 
-// PlaceBatch implements orders.Store: many orders of one item in one
-// transaction: one FOR UPDATE, one UPDATE of the item, one multi-row insert
-// each of orders, lines and ledger rows.
+// PlaceBatch implements orders.Store: many single-item orders, of one item
+// or of many, in one transaction: one FOR UPDATE of their items in id
+// order, one UPDATE of them, one multi-row insert each of orders, lines and
+// ledger rows.
 func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	itemID := ""
 	for _, o := range batch {
-		d := orders.Demand(o.Lines)
-		if len(d) != 1 || (itemID != "" && d[0].ItemID != itemID) {
-			return nil, fmt.Errorf("place batch: every order must buy the same single item")
+		if len(orders.Demand(o.Lines)) != 1 {
+			return nil, fmt.Errorf("place batch: every order must name a single item")
 		}
-		itemID = d[0].ItemID
 	}
 	var results []orders.BatchResult
 	var lockedAt time.Time
 	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		results, err = placeBatchInTx(ctx, tx, s.db.Metrics(), &lockedAt, itemID, batch, wanted)
+		results, err = placeBatchInTx(ctx, tx, s.db.Metrics(), &lockedAt, batch, wanted)
 		return err
 	})
 	s.observeHold(lockedAt)
@@ -59,6 +57,10 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 		// fall back to placing each order on its own, which resolves it.
 		out := make([]orders.BatchResult, len(batch))
 		for i, o := range batch {
+			if wanted != nil && !wanted(i) {
+				out[i] = orders.BatchResult{Err: context.Canceled}
+				continue
+			}
 			placed, replayed, perr := s.PlaceOrder(ctx, o)
 			out[i] = orders.BatchResult{Order: placed, Replayed: replayed, Err: perr}
 		}
@@ -67,7 +69,9 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 	return nil, mapErr("place batch", err)
 }
 
-func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, itemID string, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
+type holdingKey struct{ customer, item string }
+
+func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	results := make([]orders.BatchResult, len(batch))
 
 	// Keys already used: one lookup for the whole batch.
@@ -93,30 +97,44 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 		}
 	}
 
-	items, err := lockItems(ctx, tx, m, lockedAt, []string{itemID})
+	// Lock every item of the batch, in id order, in one statement.
+	itemSet := map[string]bool{}
+	for _, o := range batch {
+		itemSet[o.Lines[0].ItemID] = true
+	}
+	ids := make([]string, 0, len(itemSet))
+	for id := range itemSet {
+		ids = append(ids, id)
+	}
+	items, err := lockedRows(ctx, tx, m, lockedAt, orders.SortedIDs(ids))
 	if err != nil {
 		return nil, err
 	}
-	item := items[itemID]
-	held := map[string]int32{}
-	if item.maxPerCustomer > 0 {
-		var cs []string
-		for _, o := range batch {
-			cs = append(cs, o.CustomerID)
+	held := map[holdingKey]int32{}
+	var limitedItems, limitedCustomers []string
+	for _, o := range batch {
+		if it, ok := items[o.Lines[0].ItemID]; ok && it.maxPerCustomer > 0 {
+			limitedItems, limitedCustomers = append(limitedItems, it.id), append(limitedCustomers, o.CustomerID)
 		}
-		rows, err := tx.Query(ctx, `SELECT customer_id, quantity FROM customer_holdings WHERE item_id = $1 AND customer_id = ANY($2::text[])`, itemID, cs)
+	}
+	if len(limitedItems) > 0 {
+		rows, err := tx.Query(ctx, `SELECT customer_id, item_id::text, quantity FROM customer_holdings
+			WHERE item_id = ANY($1::uuid[]) AND customer_id = ANY($2::text[])`, limitedItems, limitedCustomers)
 		if err != nil {
 			return nil, err
 		}
-		var c string
+		var c, id string
 		var q int32
-		if _, err := pgx.ForEachRow(rows, []any{&c, &q}, func() error { held[c] = q; return nil }); err != nil {
+		if _, err := pgx.ForEachRow(rows, []any{&c, &id, &q}, func() error { held[holdingKey{c, id}] = q; return nil }); err != nil {
 			return nil, err
 		}
 	}
 
 	// Allocate in arrival order.
-	available := item.available
+	available := make(map[string]int32, len(items))
+	for id, it := range items {
+		available[id] = it.available
+	}
 	inBatch := map[string]int{} // customer+key -> index of the first order with it
 	var accepted []orders.Order
 	for i, o := range batch {
@@ -144,18 +162,24 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 			}
 			inBatch[k] = i
 		}
-		q := orders.Demand(o.Lines)[0].Quantity
-		if available < q {
-			results[i] = orders.BatchResult{Err: &inventory.InsufficientStockError{ItemID: itemID, Requested: q, Available: available}}
+		d := orders.Demand(o.Lines)[0]
+		it, ok := items[d.ItemID]
+		if !ok {
+			results[i] = orders.BatchResult{Err: fmt.Errorf("%w: %s", inventory.ErrItemNotFound, d.ItemID)}
 			continue
 		}
-		if limit := item.maxPerCustomer; limit > 0 && int64(held[o.CustomerID])+int64(q) > int64(limit) {
-			results[i] = orders.BatchResult{Err: &orders.LimitExceededError{ItemID: itemID, Limit: limit, Held: held[o.CustomerID], Requested: q}}
+		if available[d.ItemID] < d.Quantity {
+			results[i] = orders.BatchResult{Err: &inventory.InsufficientStockError{ItemID: d.ItemID, Requested: d.Quantity, Available: available[d.ItemID]}}
 			continue
 		}
-		available -= q
-		if item.maxPerCustomer > 0 {
-			held[o.CustomerID] += q
+		hk := holdingKey{o.CustomerID, d.ItemID}
+		if limit := it.maxPerCustomer; limit > 0 && int64(held[hk])+int64(d.Quantity) > int64(limit) {
+			results[i] = orders.BatchResult{Err: &orders.LimitExceededError{ItemID: d.ItemID, Limit: limit, Held: held[hk], Requested: d.Quantity}}
+			continue
+		}
+		available[d.ItemID] -= d.Quantity
+		if it.maxPerCustomer > 0 {
+			held[hk] += d.Quantity
 		}
 		results[i] = orders.BatchResult{Order: o}
 		accepted = append(accepted, o)
@@ -167,25 +191,23 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 		return nil, err
 	}
 	moves := make([]inventory.Movement, len(accepted))
+	added := map[holdingKey]int32{}
 	for i, o := range accepted {
-		q := orders.Demand(o.Lines)[0].Quantity
-		moves[i] = inventory.Movement{ItemID: itemID, OrderID: o.ID, Kind: inventory.MovementPurchase, Available: -q, Sold: q}
+		d := orders.Demand(o.Lines)[0]
+		moves[i] = inventory.Movement{ItemID: d.ItemID, OrderID: o.ID, Kind: inventory.MovementPurchase, Available: -d.Quantity, Sold: d.Quantity}
 		if o.Status == orders.StatusPending {
-			moves[i] = inventory.Movement{ItemID: itemID, OrderID: o.ID, Kind: inventory.MovementHold, Available: -q, Reserved: q}
+			moves[i] = inventory.Movement{ItemID: d.ItemID, OrderID: o.ID, Kind: inventory.MovementHold, Available: -d.Quantity, Reserved: d.Quantity}
+		}
+		if items[d.ItemID].maxPerCustomer > 0 {
+			added[holdingKey{o.CustomerID, d.ItemID}] += d.Quantity
 		}
 	}
 	if err := applyMovements(ctx, tx, moves, accepted[len(accepted)-1].CreateTime); err != nil {
 		return nil, err
 	}
-	if item.maxPerCustomer > 0 {
-		sums := map[string]int32{}
-		for _, o := range accepted {
-			sums[o.CustomerID] += orders.Demand(o.Lines)[0].Quantity
-		}
-		for c, q := range sums {
-			if err := addHoldings(ctx, tx, c, []string{itemID}, []int32{q}); err != nil {
-				return nil, err
-			}
+	for k, q := range added {
+		if err := addHoldings(ctx, tx, k.customer, []string{k.item}, []int32{q}); err != nil {
+			return nil, err
 		}
 	}
 	return results, nil

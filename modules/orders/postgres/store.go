@@ -41,6 +41,20 @@ type lockedItem struct {
 // lockItems locks the rows of ids (sorted, unique) in ascending id order,
 // recording the wait, and sets *lockedAt to when it got them.
 func lockItems(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, ids []string) (map[string]lockedItem, error) {
+	out, err := lockedRows(ctx, tx, m, lockedAt, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if _, ok := out[id]; !ok {
+			return nil, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, id)
+		}
+	}
+	return out, nil
+}
+
+// lockedRows locks the rows of ids that exist, in ascending id order.
+func lockedRows(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, ids []string) (map[string]lockedItem, error) {
 	began := time.Now()
 	rows, err := tx.Query(ctx, `SELECT id::text, available, reserved, sold, max_per_customer
 		FROM items WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
@@ -58,11 +72,6 @@ func lockItems(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 	}
 	*lockedAt = time.Now()
 	m.LockWait(lockedAt.Sub(began))
-	for _, id := range ids {
-		if _, ok := out[id]; !ok {
-			return nil, fmt.Errorf("%w: %s", inventory.ErrItemNotFound, id)
-		}
-	}
 	return out, nil
 }
 
