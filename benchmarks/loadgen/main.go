@@ -41,6 +41,7 @@ type options struct {
 	concurrency, rate, items, stock, customers   int
 	duration                                     time.Duration
 	pid                                          int
+	keys                                         bool
 }
 
 // Result is one run's report, also written as JSON.
@@ -83,6 +84,7 @@ func main() {
 	flag.IntVar(&o.pid, "server-pid", 0, "server process id, for CPU and peak RSS")
 	flag.StringVar(&o.label, "label", "", "name of this run in the report")
 	flag.StringVar(&o.jsonOut, "json", "", "append the result as a JSON line to this file")
+	flag.BoolVar(&o.keys, "keys", false, "send a unique idempotency key with every purchase")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -115,7 +117,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	place := newPlacer(o.protocol, base)
+	place := newPlacer(o.protocol, base, o.keys)
 	if place == nil {
 		return fmt.Errorf("unknown -protocol %q", o.protocol)
 	}
@@ -318,7 +320,16 @@ func postJSON(url, token, body string, out any) error {
 // placer makes one purchase and returns "" or the error code.
 type placer func(ctx context.Context, token, item string) string
 
-func newPlacer(protocol, base string) placer {
+var keySeq atomic.Int64
+
+func newPlacer(protocol, base string, keys bool) placer {
+	run := time.Now().UnixNano()
+	key := func() string {
+		if !keys {
+			return ""
+		}
+		return fmt.Sprintf("lg-%d-%d", run, keySeq.Add(1))
+	}
 	var client stockguardv1connect.OrderServiceClient
 	switch protocol {
 	case "grpc":
@@ -327,7 +338,7 @@ func newPlacer(protocol, base string) placer {
 		client = stockguardv1connect.NewOrderServiceClient(httpClient, base)
 	case "rest":
 		return func(ctx context.Context, token, item string) string {
-			body := `{"lines":[{"itemId":"` + item + `","quantity":1}]}`
+			body := `{"lines":[{"itemId":"` + item + `","quantity":1}],"idempotencyKey":"` + key() + `"}`
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/orders", bytes.NewReader([]byte(body)))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -349,7 +360,7 @@ func newPlacer(protocol, base string) placer {
 		return nil
 	}
 	return func(ctx context.Context, token, item string) string {
-		req := connect.NewRequest(&stockguardv1.PlaceOrderRequest{Lines: []*stockguardv1.OrderLine{{ItemId: item, Quantity: 1}}})
+		req := connect.NewRequest(&stockguardv1.PlaceOrderRequest{Lines: []*stockguardv1.OrderLine{{ItemId: item, Quantity: 1}}, IdempotencyKey: key()})
 		req.Header().Set("Authorization", "Bearer "+token)
 		if _, err := client.PlaceOrder(ctx, req); err != nil {
 			if ctx.Err() != nil {

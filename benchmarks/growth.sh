@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Does latency stay flat as orders pile up? Measures PlaceOrder latency at a
+# constant arrival rate against a database holding 1,000 orders, then one
+# holding ROWS (default 10,000,000) orders. The history is synthetic (bulk
+# SQL, no ledger rows), so `stockguard verify` is not run here.
+#
+#   bash benchmarks/growth.sh        (ROWS=10000000 RATE=1000 DURATION=20s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS="${ROWS:-10000000}"
+RATE="${RATE:-1000}"
+DURATION="${DURATION:-20s}"
+IMAGE="${STOCKGUARD_TEST_POSTGRES_IMAGE:-stockguard/postgres:15}"
+PGPORT="${GROWTH_PG_PORT:-55433}"
+OUT="benchmarks/results/growth-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+log() { printf '\n[growth %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+export STOCKGUARD_JWT_SECRET="growth-secret-0123456789abcdef0123456789ab"
+BIN=/tmp/stockguard-growth
+go build -o "$BIN" ./cmd/stockguard
+go build -o /tmp/stockguard-loadgen ./benchmarks/loadgen
+NAME=stockguard-growth-pg
+docker rm -f "$NAME" >/dev/null 2>&1 || true
+trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true; [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null || true' EXIT
+docker run -d --name "$NAME" -p "127.0.0.1:$PGPORT:5432" "$IMAGE" sh -c \
+  "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=* -c unix_socket_directories=/tmp -c shared_buffers=512MB -c max_wal_size=4GB" >/dev/null
+for _ in $(seq 1 60); do psql -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+P() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
+
+for n in 1000 "$ROWS"; do
+  db="g$n"
+  P -qc "CREATE DATABASE $db" >/dev/null
+  DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$db?sslmode=disable" "$BIN" migrate >/dev/null 2>&1
+  log "loading $n orders of 10,000 customers over 1,000 items"
+  P -d "$db" -q <<SQL
+SET synchronous_commit = off;
+INSERT INTO items (id, sku, name, initial_stock, available, reserved, sold, version, create_time)
+  SELECT gen_random_uuid(), 'HIST-' || i, 'history', 0, 0, 0, 0, 1, now() FROM generate_series(1, 1000) i;
+CREATE TEMP TABLE hist_items AS SELECT row_number() OVER () AS n, id FROM items;
+INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, create_time, update_time)
+  SELECT gen_random_uuid(), 'load-' || (i % 10000), 2, 'hist-' || i, 'h', now() - (i || ' seconds')::interval, now()
+  FROM generate_series(1, $n) i;
+INSERT INTO order_lines (order_id, line_no, item_id, quantity)
+  SELECT o.id, 0, h.id, 1 FROM (SELECT id, row_number() OVER () AS r FROM orders) o JOIN hist_items h ON h.n = 1 + (o.r % 1000);
+VACUUM ANALYZE;
+SQL
+  P -d "$db" -Atc "SELECT 'orders: ' || count(*) FROM orders" >&2
+  DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$db?sslmode=disable" STOCKGUARD_RATE_LIMIT_RPS=0 STOCKGUARD_LOG_LEVEL=warn \
+    STOCKGUARD_AUDIT_INTERVAL=0 STOCKGUARD_HTTP_ADDR=127.0.0.1:18081 STOCKGUARD_ADMIN_ADDR=127.0.0.1:19091 "$BIN" 2>"$OUT/server-$n.log" &
+  SERVER=$!
+  for _ in $(seq 1 100); do curl -sf 127.0.0.1:19091/readyz >/dev/null && break; sleep 0.1; done
+  log "measuring at $n existing orders: $RATE purchases/s for $DURATION (with idempotency keys, over 100 items)"
+  /tmp/stockguard-loadgen -addr 127.0.0.1:18081 -server-pid "$SERVER" -protocol grpc -mode open -rate "$RATE" -c 2000 \
+    -items 100 -keys -duration "$DURATION" -label "$n existing orders" -json "$OUT/runs.jsonl" | tee -a "$OUT/table.txt"
+  kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+done
+python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/growth.txt"
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+a, b = runs[0], runs[-1]
+print(f"p50 {a['p50_ms']:.2f} -> {b['p50_ms']:.2f} ms ({b['p50_ms']/a['p50_ms']-1:+.0%}), p99 {a['p99_ms']:.2f} -> {b['p99_ms']:.2f} ms ({b['p99_ms']/a['p99_ms']-1:+.0%})")
+PY
+log "results in $OUT"
