@@ -31,7 +31,7 @@ func Observability(cfg config.Config) fx.Option {
 }
 
 func registerModuleMetrics(reg prometheus.Registerer, cfg config.Config, sweeper *orders.Sweeper, hub *broadcast.Hub,
-	ws *websocket.Server, inv *inventory.Service,
+	ws *websocket.Server, inv *inventory.Service, coalescer *orders.Coalescer,
 ) error {
 	counter := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
@@ -64,6 +64,17 @@ func registerModuleMetrics(reg prometheus.Registerer, cfg config.Config, sweeper
 			evicted: prometheus.NewDesc("stockguard_websocket_evictions_total", "WebSocket clients disconnected by the server, by cause.", []string{"cause"}, nil),
 			refused: prometheus.NewDesc("stockguard_websocket_refusals_total", "WebSocket connections refused, by cause.", []string{"cause"}, nil),
 		},
+	}
+	if coalescer != nil {
+		batch := prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "stockguard_order_batch_size", Help: "Purchases committed together by the coalescer.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		})
+		coalescer.OnBatch(func(n int) { batch.Observe(float64(n)) })
+		collectors = append(collectors, batch,
+			gauge("stockguard_order_queue_depth", "Purchases waiting in the coalescer's queues.", func() float64 { return float64(coalescer.QueueDepth()) }),
+			counter("stockguard_order_shed_total", "Purchases refused at once because a coalescer queue was full.", func() float64 { return float64(coalescer.Shed()) }),
+		)
 	}
 	if cfg.MetricsItemCap > 0 {
 		collectors = append(collectors, newStockCollector(inv, hub, cfg.MetricsItemCap))
