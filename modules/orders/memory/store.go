@@ -5,7 +5,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"hash/maphash"
 	"slices"
 	"strings"
@@ -180,7 +179,7 @@ func (s *OrderStore) ListOrders(ctx context.Context, f orders.ListFilter) ([]ord
 // next status under those locks. Every transition of one order locks the
 // same items, so two racing transitions have one winner.
 func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
-	decide func(o orders.Order) (orders.Status, inventory.MovementKind, error),
+	decide func(o orders.Order) (orders.Transition, error),
 ) (orders.Order, error) {
 	before, err := s.GetOrder(ctx, id)
 	if err != nil {
@@ -197,31 +196,24 @@ func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		o := s.orders[id]
-		next, kind, derr := decide(clone(o))
+		tr, derr := decide(clone(o))
 		decideErr = derr
-		if next == 0 {
+		if tr.Next == 0 {
 			out = clone(o)
 			return nil, nil
 		}
 		moves := make([]inventory.Movement, len(demand))
 		for i, d := range demand {
-			m := inventory.Movement{ItemID: d.ItemID, OrderID: id, Kind: kind, CreateTime: now}
-			switch kind {
-			case inventory.MovementConfirm:
-				m.Reserved, m.Sold = -d.Quantity, d.Quantity
-			case inventory.MovementRelease, inventory.MovementExpire:
-				m.Reserved, m.Available = -d.Quantity, d.Quantity
-			case inventory.MovementCancel:
-				m.Sold, m.Available = -d.Quantity, d.Quantity
-			default:
-				return nil, errors.New("memory: unexpected movement " + string(kind))
+			m, err := orders.Movement(tr.Kind, id, d, now)
+			if err != nil {
+				return nil, err
 			}
-			if kind != inventory.MovementConfirm && items[i].MaxPerCustomer > 0 {
+			if orders.ReleasesHolding(tr.Kind) && items[i].MaxPerCustomer > 0 {
 				s.holdings[holding{o.CustomerID, d.ItemID}] -= d.Quantity
 			}
 			moves[i] = m
 		}
-		o.Status, o.UpdateTime = next, now
+		o.Status, o.UpdateTime = tr.Next, now
 		delete(s.pending, id)
 		out = clone(o)
 		return moves, nil
@@ -234,33 +226,12 @@ func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
 
 // ConfirmOrder implements orders.Store.
 func (s *OrderStore) ConfirmOrder(ctx context.Context, id string, now time.Time) (orders.Order, error) {
-	return s.transition(ctx, id, now, func(o orders.Order) (orders.Status, inventory.MovementKind, error) {
-		switch o.Status {
-		case orders.StatusConfirmed:
-			return 0, "", nil
-		case orders.StatusExpired:
-			return 0, "", orders.ErrHoldExpired
-		case orders.StatusCancelled:
-			return 0, "", orders.ErrNotPending
-		}
-		if !now.Before(o.ExpireTime) {
-			return orders.StatusExpired, inventory.MovementExpire, orders.ErrHoldExpired
-		}
-		return orders.StatusConfirmed, inventory.MovementConfirm, nil
-	})
+	return s.transition(ctx, id, now, func(o orders.Order) (orders.Transition, error) { return orders.ConfirmTransition(o, now) })
 }
 
 // CancelOrder implements orders.Store.
 func (s *OrderStore) CancelOrder(ctx context.Context, id string, now time.Time) (orders.Order, error) {
-	return s.transition(ctx, id, now, func(o orders.Order) (orders.Status, inventory.MovementKind, error) {
-		switch o.Status {
-		case orders.StatusPending:
-			return orders.StatusCancelled, inventory.MovementRelease, nil
-		case orders.StatusConfirmed:
-			return orders.StatusCancelled, inventory.MovementCancel, nil
-		}
-		return 0, "", nil
-	})
+	return s.transition(ctx, id, now, func(o orders.Order) (orders.Transition, error) { return orders.CancelTransition(o), nil })
 }
 
 // ExpireHolds implements orders.Store.
@@ -279,12 +250,10 @@ func (s *OrderStore) ExpireHolds(ctx context.Context, now time.Time, limit int) 
 	n := 0
 	for _, id := range due {
 		expired := false
-		_, err := s.transition(ctx, id, now, func(o orders.Order) (orders.Status, inventory.MovementKind, error) {
-			if o.Status != orders.StatusPending || now.Before(o.ExpireTime) {
-				return 0, "", nil // confirmed or cancelled meanwhile
-			}
-			expired = true
-			return orders.StatusExpired, inventory.MovementExpire, nil
+		_, err := s.transition(ctx, id, now, func(o orders.Order) (orders.Transition, error) {
+			tr := orders.ExpireTransition(o, now) // nothing if confirmed or cancelled meanwhile
+			expired = tr.Next != 0
+			return tr, nil
 		})
 		if err != nil {
 			return n, err

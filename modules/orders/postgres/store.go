@@ -331,7 +331,7 @@ func (s *OrderStore) ListOrders(ctx context.Context, f orders.ListFilter) ([]ord
 // what happens to it. decide returns the new status and the ledger kind, or
 // a zero status to leave the order as it is.
 func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
-	decide func(o orders.Order) (orders.Status, inventory.MovementKind, error),
+	decide func(o orders.Order) (orders.Transition, error),
 ) (orders.Order, error) {
 	var out orders.Order
 	var decideErr error
@@ -346,12 +346,12 @@ func (s *OrderStore) transition(ctx context.Context, id string, now time.Time,
 		if err != nil {
 			return err
 		}
-		next, kind, derr := decide(o)
-		if next == 0 {
+		tr, derr := decide(o)
+		if tr.Next == 0 {
 			out, decideErr = o, derr
 			return nil
 		}
-		o, err = moveOrder(ctx, tx, s.db.Metrics(), &lockedAt, []orders.Order{o}, next, kind, now)
+		o, err = moveOrder(ctx, tx, s.db.Metrics(), &lockedAt, []orders.Order{o}, tr.Next, tr.Kind, now)
 		if err != nil {
 			return err
 		}
@@ -377,18 +377,12 @@ func moveOrder(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 	for _, o := range list {
 		for _, d := range orders.Demand(o.Lines) {
 			itemSet[d.ItemID] = true
-			m := inventory.Movement{ItemID: d.ItemID, OrderID: o.ID, Kind: kind}
-			switch kind {
-			case inventory.MovementConfirm:
-				m.Reserved, m.Sold = -d.Quantity, d.Quantity
-			case inventory.MovementRelease, inventory.MovementExpire:
-				m.Reserved, m.Available = -d.Quantity, d.Quantity
+			m, err := orders.Movement(kind, o.ID, d, now)
+			if err != nil {
+				return orders.Order{}, err
+			}
+			if orders.ReleasesHolding(kind) {
 				releasedHoldings = append(releasedHoldings, hold{o.CustomerID, d.ItemID, d.Quantity})
-			case inventory.MovementCancel:
-				m.Sold, m.Available = -d.Quantity, d.Quantity
-				releasedHoldings = append(releasedHoldings, hold{o.CustomerID, d.ItemID, d.Quantity})
-			default:
-				return orders.Order{}, fmt.Errorf("move order: unexpected movement %q", kind)
 			}
 			moves = append(moves, m)
 		}
@@ -429,34 +423,12 @@ func moveOrder(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 
 // ConfirmOrder implements orders.Store.
 func (s *OrderStore) ConfirmOrder(ctx context.Context, id string, now time.Time) (orders.Order, error) {
-	return s.transition(ctx, id, now, func(o orders.Order) (orders.Status, inventory.MovementKind, error) {
-		switch o.Status {
-		case orders.StatusConfirmed:
-			return 0, "", nil
-		case orders.StatusExpired:
-			return 0, "", orders.ErrHoldExpired
-		case orders.StatusCancelled:
-			return 0, "", orders.ErrNotPending
-		}
-		if !now.Before(o.ExpireTime) {
-			// The sweeper has not reached it yet; expire it here, then say so.
-			return orders.StatusExpired, inventory.MovementExpire, orders.ErrHoldExpired
-		}
-		return orders.StatusConfirmed, inventory.MovementConfirm, nil
-	})
+	return s.transition(ctx, id, now, func(o orders.Order) (orders.Transition, error) { return orders.ConfirmTransition(o, now) })
 }
 
 // CancelOrder implements orders.Store.
 func (s *OrderStore) CancelOrder(ctx context.Context, id string, now time.Time) (orders.Order, error) {
-	return s.transition(ctx, id, now, func(o orders.Order) (orders.Status, inventory.MovementKind, error) {
-		switch o.Status {
-		case orders.StatusPending:
-			return orders.StatusCancelled, inventory.MovementRelease, nil
-		case orders.StatusConfirmed:
-			return orders.StatusCancelled, inventory.MovementCancel, nil
-		}
-		return 0, "", nil
-	})
+	return s.transition(ctx, id, now, func(o orders.Order) (orders.Transition, error) { return orders.CancelTransition(o), nil })
 }
 
 // ExpireHolds implements orders.Store. SKIP LOCKED lets several replicas
