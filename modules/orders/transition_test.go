@@ -58,4 +58,4 @@ func must(tr Transition, err error) Transition {
 }
 
 func first(tr Transition, _ error) Transition { return tr }
-func second(_ Transition, err error) error     { return err }
+func second(_ Transition, err error) error    { return err }
