@@ -43,6 +43,7 @@ INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, crea
 INSERT INTO order_lines (order_id, line_no, item_id, quantity)
   SELECT o.id, 0, h.id, 1 FROM (SELECT id, row_number() OVER () AS r FROM orders) o JOIN hist_items h ON h.n = 1 + (o.r % 1000);
 VACUUM ANALYZE;
+CHECKPOINT;
 SQL
   P -d "$db" -Atc "SELECT 'orders: ' || count(*) FROM orders" >&2
   DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$db?sslmode=disable" STOCKGUARD_RATE_LIMIT_RPS=0 STOCKGUARD_LOG_LEVEL=warn \

@@ -36,9 +36,9 @@ func BenchmarkPlaceOrder(b *testing.B) {
 		b.Run(fmt.Sprintf("coalesce=%v", coalesce), func(b *testing.B) {
 			svc, store, item := newMemoryOrders(b, inventory.MaxStock)
 			if coalesce {
-				c := orders.NewCoalescer(store, orders.CoalescerConfig{Lanes: 8, MaxBatch: 256, QueueSize: 4096})
+				c := orders.NewCoalescer(store, orders.CoalescerConfig{Lanes: 8, MaxBatch: 256, QueueSize: 4096, IdleAfter: 10 * time.Millisecond})
 				svc.WithCoalescer(c)
-				defer func() { _ = c.Stop(context.Background()) }()
+				b.Cleanup(func() { _ = c.Stop(context.Background()) })
 			}
 			var n atomic.Int64
 			b.ReportAllocs()
@@ -57,8 +57,8 @@ func BenchmarkPlaceOrder(b *testing.B) {
 // BenchmarkCoalescerBatch is the coalescer's own overhead: queueing, waking
 // the lane worker and answering, over a store that does no work.
 func BenchmarkCoalescerBatch(b *testing.B) {
-	c := orders.NewCoalescer(nopStore{}, orders.CoalescerConfig{Lanes: 1, MaxBatch: 256, QueueSize: 1 << 16, IdleAfter: time.Second})
-	defer func() { _ = c.Stop(context.Background()) }()
+	c := orders.NewCoalescer(nopStore{}, orders.CoalescerConfig{Lanes: 1, MaxBatch: 256, QueueSize: 1 << 16, IdleAfter: 10 * time.Millisecond})
+	b.Cleanup(func() { _ = c.Stop(context.Background()) })
 	item := uuid.NewString()
 	o := orders.Order{ID: uuid.NewString(), Lines: []orders.Line{{ItemID: item, Quantity: 1}}}
 	b.ReportAllocs()
