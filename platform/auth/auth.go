@@ -11,10 +11,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
+
+// leeway tolerates clock skew between token issuers and this server.
+const leeway = 5 * time.Second
 
 // Role is what a principal may do.
 type Role string
@@ -46,15 +50,30 @@ type claims struct {
 	jwt.RegisteredClaims
 }
 
-// Authority signs and verifies tokens with one HS256 secret.
+// Authority signs and verifies tokens with one HS256 secret. Verified
+// tokens are remembered until they expire (at most verifiedCacheSize of
+// them), so a client that sends the same token on every call pays for the
+// signature check once.
 type Authority struct {
 	secret []byte
 	now    func() time.Time
+
+	mu       sync.Mutex
+	verified map[string]verifiedToken
 }
+
+type verifiedToken struct {
+	principal Principal
+	expires   time.Time
+}
+
+// verifiedCacheSize bounds the remembered tokens; past it, arbitrary ones
+// are forgotten (and verified again when next seen).
+const verifiedCacheSize = 50_000
 
 // NewAuthority returns an Authority using secret.
 func NewAuthority(secret []byte) *Authority {
-	return &Authority{secret: secret, now: time.Now}
+	return &Authority{secret: secret, now: time.Now, verified: map[string]verifiedToken{}}
 }
 
 // GenerateSecret returns 32 random bytes, hex-encoded, for dev mode.
@@ -84,25 +103,59 @@ func (a *Authority) Issue(subject string, role Role, ttl time.Duration) (string,
 
 // Verify checks the signature, algorithm, expiry and claims of token.
 func (a *Authority) Verify(token string) (Principal, error) {
+	now := a.now()
+	a.mu.Lock()
+	v, ok := a.verified[token]
+	a.mu.Unlock()
+	if ok {
+		if now.Before(v.expires) {
+			return v.principal, nil
+		}
+		a.mu.Lock()
+		delete(a.verified, token)
+		a.mu.Unlock()
+		return Principal{}, fmt.Errorf("%w: expired", ErrInvalidToken)
+	}
+	p, expires, err := a.verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	a.mu.Lock()
+	if len(a.verified) >= verifiedCacheSize {
+		for k := range a.verified {
+			delete(a.verified, k)
+			if len(a.verified) < verifiedCacheSize*9/10 {
+				break
+			}
+		}
+	}
+	a.verified[token] = verifiedToken{principal: p, expires: expires}
+	a.mu.Unlock()
+	return p, nil
+}
+
+// verify does the full check and returns the principal and when the token
+// stops being accepted (its expiry plus the leeway).
+func (a *Authority) verify(token string) (Principal, time.Time, error) {
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(a.now),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(leeway),
 	)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return Principal{}, fmt.Errorf("%w: expired", ErrInvalidToken)
+		return Principal{}, time.Time{}, fmt.Errorf("%w: expired", ErrInvalidToken)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return Principal{}, fmt.Errorf("%w: bad signature", ErrInvalidToken)
+		return Principal{}, time.Time{}, fmt.Errorf("%w: bad signature", ErrInvalidToken)
 	case err != nil:
-		return Principal{}, fmt.Errorf("%w: malformed", ErrInvalidToken)
+		return Principal{}, time.Time{}, fmt.Errorf("%w: malformed", ErrInvalidToken)
 	}
 	if c.Subject == "" || !c.Role.Valid() {
-		return Principal{}, fmt.Errorf("%w: needs claims sub and role (admin or customer)", ErrInvalidToken)
+		return Principal{}, time.Time{}, fmt.Errorf("%w: needs claims sub and role (admin or customer)", ErrInvalidToken)
 	}
-	return Principal{Subject: c.Subject, Role: c.Role}, nil
+	return Principal{Subject: c.Subject, Role: c.Role}, c.ExpiresAt.Add(leeway), nil
 }
 
 type ctxKey struct{}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +52,40 @@ func TestVerify_RefusesBadTokens(t *testing.T) {
 				t.Fatalf("Verify() error = %v, want ErrInvalidToken mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestVerify_RememberedTokensStillExpire(t *testing.T) {
+	a := NewAuthority(secret)
+	now := time.Now()
+	a.now = func() time.Time { return now }
+	tok, err := a.Issue("alice", RoleCustomer, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second call is answered from memory
+		if p, err := a.Verify(tok); err != nil || p.Subject != "alice" {
+			t.Fatalf("Verify() = %+v, %v", p, err)
+		}
+	}
+	now = now.Add(time.Minute + 6*time.Second) // past expiry and leeway
+	if _, err := a.Verify(tok); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("a remembered token was accepted after it expired: %v", err)
+	}
+}
+
+func TestVerify_MemoryIsBounded(t *testing.T) {
+	a := NewAuthority(secret)
+	for i := range verifiedCacheSize + 100 {
+		tok, _ := a.Issue(fmt.Sprint("c", i), RoleCustomer, time.Hour)
+		if _, err := a.Verify(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mu.Lock()
+	n := len(a.verified)
+	a.mu.Unlock()
+	if n > verifiedCacheSize {
+		t.Fatalf("remembering %d tokens, bound is %d", n, verifiedCacheSize)
 	}
 }
