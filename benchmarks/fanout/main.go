@@ -12,7 +12,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/stockguard/stockguard/benchmarks/internal/procstat"
 	"github.com/stockguard/stockguard/platform/auth"
 )
 
@@ -127,7 +127,7 @@ func measure(t target, n, burst int, timeout time.Duration) (result, error) {
 	}
 	defer t.Stop()
 	time.Sleep(time.Second)
-	rssBefore := rssOf(pid)
+	rssBefore := procstat.RSS(pid)
 
 	fmt.Fprintf(os.Stderr, "[%s] connecting %d clients\n", t.Name(), n)
 	clients := make([]*client, n)
@@ -138,7 +138,7 @@ func measure(t target, n, burst int, timeout time.Duration) (result, error) {
 	sem := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	var connected atomic.Int64
-	stopProgress := progress(func() string { return fmt.Sprintf("[%s] connected %d/%d", t.Name(), connected.Load(), n) })
+	stopProgress := procstat.Progress(func() string { return fmt.Sprintf("[%s] connected %d/%d", t.Name(), connected.Load(), n) })
 	var dialErr atomic.Value
 	for i := range n {
 		sem <- struct{}{}
@@ -166,7 +166,7 @@ func measure(t target, n, burst int, timeout time.Duration) (result, error) {
 	}
 	r.ConnectSeconds = time.Since(began).Seconds()
 	time.Sleep(3 * time.Second) // let snapshots land and the server settle
-	rssConnected := rssOf(pid)
+	rssConnected := procstat.RSS(pid)
 	r.RSSIdleMB, r.RSSConnectedMB = mb(rssBefore), mb(rssConnected)
 	r.BytesPerConn = float64(rssConnected-rssBefore) / float64(n)
 	messages.Store(0)
@@ -189,7 +189,7 @@ func measure(t target, n, burst int, timeout time.Duration) (result, error) {
 	if err != nil {
 		return r, err
 	}
-	stopProgress = progress(func() string {
+	stopProgress = procstat.Progress(func() string {
 		got := 0
 		for _, c := range clients {
 			c.mu.Lock()
@@ -241,7 +241,7 @@ func measure(t target, n, burst int, timeout time.Duration) (result, error) {
 	if d := lastArrival.Sub(burstStart).Seconds(); d > 0 {
 		r.MessagesPerSec = float64(r.Messages) / d
 	}
-	r.ServerPeakRSSMB = mb(peakRSSOf(pid))
+	r.ServerPeakRSSMB = mb(procstat.PeakRSS(pid))
 	for _, c := range conns {
 		if c != nil {
 			_ = c.Close()
@@ -274,24 +274,6 @@ func readLoop(conn *websocket.Conn, c *client, messages *atomic.Int64) {
 	}
 }
 
-func progress(line func() string) (stop func()) {
-	done := make(chan struct{})
-	var once sync.Once
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintln(os.Stderr, line())
-			}
-		}
-	}()
-	return func() { once.Do(func() { close(done) }) }
-}
-
 func pct(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
 		return 0
@@ -301,26 +283,6 @@ func pct(sorted []float64, p float64) float64 {
 }
 
 func mb(b int64) float64 { return float64(b) / (1 << 20) }
-
-func procStatus(pid int, key string) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasPrefix(s.Text(), key+":") {
-			fields := strings.Fields(s.Text())
-			kb, _ := strconv.ParseInt(fields[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
-}
-
-func rssOf(pid int) int64     { return procStatus(pid, "VmRSS") }
-func peakRSSOf(pid int) int64 { return procStatus(pid, "VmHWM") }
 
 func printTable(w io.Writer, rs []result) {
 	fmt.Fprintf(w, "\n%-11s %7s %5s %8s %9s %9s %9s %15s %10s %11s %12s %7s\n",

@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,6 +30,7 @@ import (
 	"connectrpc.com/connect"
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/stockguard/stockguard/benchmarks/internal/procstat"
 	stockguardv1 "github.com/stockguard/stockguard/gen/stockguard/v1"
 	"github.com/stockguard/stockguard/gen/stockguard/v1/stockguardv1connect"
 	"github.com/stockguard/stockguard/platform/auth"
@@ -153,10 +153,10 @@ func run(o options) error {
 		record(began, code)
 	}
 
-	cpuBefore, _ := cpuTicks(o.pid)
+	cpuBefore, _ := procstat.CPUTicks(o.pid)
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 	defer cancel()
-	stopProgress := progress(func() string {
+	stopProgress := procstat.Progress(func() string {
 		mu.Lock()
 		defer mu.Unlock()
 		return fmt.Sprintf("[%s] %d requests, %d ok, p99 %.1f ms", o.protocol, requests.Load(), oks.Load(), float64(hist.ValueAtQuantile(99))/1000)
@@ -196,7 +196,7 @@ func run(o options) error {
 	wg.Wait()
 	elapsed := time.Since(began)
 	stopProgress()
-	cpuAfter, _ := cpuTicks(o.pid)
+	cpuAfter, _ := procstat.CPUTicks(o.pid)
 
 	r := Result{Label: o.label, Protocol: o.protocol, Mode: o.mode, Items: o.items, Seconds: elapsed.Seconds(),
 		Requests: requests.Load(), OK: oks.Load(), Errors: errs, CutAtEnd: cut.Load(),
@@ -211,7 +211,7 @@ func run(o options) error {
 	r.OKPerSec = float64(r.OK) / elapsed.Seconds()
 	if o.pid > 0 {
 		r.ServerCPU = float64(cpuAfter-cpuBefore) / 100 / elapsed.Seconds() * 100 // USER_HZ is 100
-		r.ServerPeak = float64(peakRSS(o.pid)) / (1 << 20)
+		r.ServerPeak = float64(procstat.PeakRSS(o.pid)) / (1 << 20)
 	}
 	ok, err := conserved(base, itemIDs, o.stock, r.OK)
 	if err != nil {
@@ -246,23 +246,6 @@ func print(r Result) {
 	sort.Strings(codes)
 	fmt.Printf("%-28s %-8s %-6s rps %8.0f  ok/s %8.0f  p50 %7.2f  p90 %7.2f  p99 %7.2f  p99.9 %7.2f  max %8.2f ms  cpu %5.0f%%  peakRSS %6.1f MB  conserved %v  errors [%s]\n",
 		r.Label, r.Protocol, r.Mode, r.RPS, r.OKPerSec, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs, r.ServerCPU, r.ServerPeak, *r.Conserved, strings.Join(codes, " "))
-}
-
-func progress(line func() string) func() {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintf(os.Stderr, "\r%s   ", line())
-			}
-		}
-	}()
-	return func() { close(done); fmt.Fprintln(os.Stderr) }
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxConnsPerHost: 4096}}
@@ -400,34 +383,4 @@ func conserved(base string, ids []string, stock int, acknowledged int64) (bool, 
 	// answer being counted, so sold may exceed the acknowledged count, never
 	// fall short of it.
 	return sold >= acknowledged, nil
-}
-
-func cpuTicks(pid int) (int64, error) {
-	if pid <= 0 {
-		return 0, nil
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return utime + stime, nil
-}
-
-func peakRSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if strings.HasPrefix(s.Text(), "VmHWM:") {
-			kb, _ := strconv.ParseInt(strings.Fields(s.Text())[1], 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
 }

@@ -112,10 +112,6 @@ func (s *Subscriber) TryNext() ([]*Frame, error) {
 	return out, nil
 }
 
-// Ready is signalled when frames may be pending; use it to wait in a
-// select with other events, then call Next.
-func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
-
 // Pending says how many frames wait to be written.
 func (s *Subscriber) Pending() int {
 	s.mu.Lock()

@@ -56,6 +56,25 @@ type BatchResult struct {
 	Err      error
 }
 
+// PlaceEach answers a PlaceBatch the simple way: each wanted order placed
+// on its own through place, in slice order, so the outcome is the one a
+// single transaction would give. Orders no longer wanted get
+// context.Canceled.
+func PlaceEach(ctx context.Context, batch []Order, wanted func(i int) bool,
+	place func(context.Context, Order) (Order, bool, error),
+) []BatchResult {
+	out := make([]BatchResult, len(batch))
+	for i, o := range batch {
+		if wanted != nil && !wanted(i) {
+			out[i] = BatchResult{Err: context.Canceled}
+			continue
+		}
+		placed, replayed, err := place(ctx, o)
+		out[i] = BatchResult{Order: placed, Replayed: replayed, Err: err}
+	}
+	return out
+}
+
 // ListFilter selects orders for ListOrders.
 type ListFilter struct {
 	CustomerID string // empty: every customer

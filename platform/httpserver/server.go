@@ -125,9 +125,6 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// HTTPServer exposes the underlying server, for hooks such as RegisterOnShutdown.
-func (s *Server) HTTPServer() *http.Server { return s.srv }
-
 // Mux builds a ServeMux from routes, refusing duplicate patterns.
 func Mux(routes []Route) (*http.ServeMux, error) {
 	mux := http.NewServeMux()

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/stockguard/stockguard/modules/broadcast"
@@ -191,6 +192,18 @@ func StockFeed(cfg config.Config) fx.Option {
 			},
 			health.AsCheck(func(f *bcpg.Feed) health.Check { return health.Check{Name: "stock_feed", Fn: f.Check} }),
 		),
-		fx.Invoke(func(*bcpg.Feed) {}),
+		fx.Invoke(func(f *bcpg.Feed, reg prometheus.Registerer) error {
+			for _, c := range []prometheus.Collector{
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stockguard_stock_feed_notifications_total",
+					Help: "Committed stock changes heard on the LISTEN connection."}, func() float64 { return float64(f.Notifications()) }),
+				prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stockguard_stock_feed_reconnects_total",
+					Help: "Times the LISTEN connection was lost and reopened (each followed by a resync)."}, func() float64 { return float64(f.Reconnects()) }),
+			} {
+				if err := reg.Register(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}),
 	)
 }

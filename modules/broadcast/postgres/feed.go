@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,20 +29,18 @@ type Feed struct {
 	log     *zap.Logger
 	tracer  trace.Tracer
 
-	listening   atomic.Bool
-	reconnects  atomic.Uint64
-	notified    atomic.Uint64
-	cancel      context.CancelFunc
-	done        chan struct{}
-	mu          sync.Mutex
-	connectedCh chan struct{} // closed on the first successful LISTEN
+	listening  atomic.Bool
+	reconnects atomic.Uint64
+	notified   atomic.Uint64
+	cancel     context.CancelFunc
+	done       chan struct{}
 }
 
 // NewFeed returns a stopped feed that opens its connection with connect.
 // Each broadcast gets a span on tp, linked to the transaction that made the
 // change.
 func NewFeed(connect func(ctx context.Context) (*pgx.Conn, error), hub *broadcast.Hub, log *zap.Logger, tp trace.TracerProvider) *Feed {
-	return &Feed{connect: connect, hub: hub, log: log.Named("stock-feed"), connectedCh: make(chan struct{}),
+	return &Feed{connect: connect, hub: hub, log: log.Named("stock-feed"),
 		tracer: tp.Tracer("github.com/stockguard/stockguard/modules/broadcast/postgres")}
 }
 
@@ -90,13 +87,6 @@ func (f *Feed) open(ctx context.Context) (*pgx.Conn, error) {
 		return nil, err
 	}
 	f.listening.Store(true)
-	f.mu.Lock()
-	select {
-	case <-f.connectedCh:
-	default:
-		close(f.connectedCh)
-	}
-	f.mu.Unlock()
 	return conn, nil
 }
 
@@ -121,9 +111,6 @@ func (f *Feed) Check(context.Context) error {
 	}
 	return nil
 }
-
-// Connected is closed once the feed first listens.
-func (f *Feed) Connected() <-chan struct{} { return f.connectedCh }
 
 // Notifications counts the notifications relayed to the hub.
 func (f *Feed) Notifications() uint64 { return f.notified.Load() }

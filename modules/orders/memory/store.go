@@ -269,14 +269,5 @@ func (s *OrderStore) ExpireHolds(ctx context.Context, now time.Time, limit int) 
 // one short critical section, so the batch is placed order by order, in
 // slice order, which gives the same outcome as one transaction would.
 func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
-	out := make([]orders.BatchResult, len(batch))
-	for i, o := range batch {
-		if wanted != nil && !wanted(i) {
-			out[i] = orders.BatchResult{Err: context.Canceled}
-			continue
-		}
-		placed, replayed, err := s.PlaceOrder(ctx, o)
-		out[i] = orders.BatchResult{Order: placed, Replayed: replayed, Err: err}
-	}
-	return out, nil
+	return orders.PlaceEach(ctx, batch, wanted, s.PlaceOrder), nil
 }

@@ -55,16 +55,7 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 	case pg.IsUniqueViolation(err, "orders_idempotency_key"):
 		// A duplicate placed outside this batch won the race for a key:
 		// fall back to placing each order on its own, which resolves it.
-		out := make([]orders.BatchResult, len(batch))
-		for i, o := range batch {
-			if wanted != nil && !wanted(i) {
-				out[i] = orders.BatchResult{Err: context.Canceled}
-				continue
-			}
-			placed, replayed, perr := s.PlaceOrder(ctx, o)
-			out[i] = orders.BatchResult{Order: placed, Replayed: replayed, Err: perr}
-		}
-		return out, nil
+		return orders.PlaceEach(ctx, batch, wanted, s.PlaceOrder), nil
 	}
 	return nil, mapErr("place batch", err)
 }
