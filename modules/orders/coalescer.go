@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"strconv"
 	"sync"
@@ -120,6 +121,12 @@ func (c *Coalescer) Place(ctx context.Context, itemID string, o Order) (Order, b
 	c.mu.Unlock()
 	select {
 	case r := <-p.result:
+		if r.Err == context.DeadlineExceeded { //nolint:errorlint // the sentinel place sends, never wrapped
+			// ctx's deadline has passed, but its own timer may not have
+			// fired yet; wait for it so ctx.Err() agrees with the answer.
+			<-ctx.Done()
+			return Order{}, false, ctx.Err()
+		}
 		return r.Order, r.Replayed, r.Err
 	case <-ctx.Done():
 		return Order{}, false, ctx.Err()
@@ -209,13 +216,29 @@ func (c *Coalescer) place(batch []*placement) {
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(live[0].ctx), deadline)
 	defer cancel()
 	results, err := c.store.PlaceBatch(ctx, orders, func(i int) bool { return live[i].ctx.Err() == nil })
+	timedOut := err != nil && ctx.Err() != nil
 	for i, p := range live {
-		if err != nil {
+		switch {
+		case timedOut && outlived(p.ctx, deadline):
+			// The batch stopped at this caller's own deadline.
+			p.result <- BatchResult{Err: context.DeadlineExceeded}
+		case timedOut:
+			// The batch bound (or an earlier caller's deadline) stopped it
+			// while this caller still had time: the store was too slow.
+			p.result <- BatchResult{Err: fmt.Errorf("%w: batch stopped at its deadline: %w", ErrUnavailable, err)}
+		case err != nil:
 			p.result <- BatchResult{Err: err}
-			continue
+		default:
+			p.result <- results[i]
 		}
-		p.result <- results[i]
 	}
+}
+
+// outlived reports whether ctx's deadline is no later than t: the batch
+// stopped because this caller's time was up.
+func outlived(ctx context.Context, t time.Time) bool {
+	d, ok := ctx.Deadline()
+	return ok && !d.After(t)
 }
 
 // Stop refuses new purchases and waits for the queued ones to be placed

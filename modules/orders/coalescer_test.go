@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -174,4 +175,53 @@ func TestService_SingleItemOrdersGoThroughTheCoalescer(t *testing.T) {
 		t.Fatalf("multi-item order: %v", err)
 	}
 	_ = c.Stop(context.Background())
+}
+
+// stuckStore never finishes a batch until the batch's context ends, as a
+// store waiting on a row lock would.
+func stuckStore(t *testing.T) *MockStore {
+	store := NewMockStore(gomock.NewController(t))
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(ctx context.Context, _ []Order, _ func(int) bool) ([]BatchResult, error) {
+		<-ctx.Done()
+		return nil, fmt.Errorf("place batch: %w", ctx.Err())
+	}).AnyTimes()
+	return store
+}
+
+// When a batch stops at the caller's own deadline, the caller hears its
+// deadline (and its context already says so), never a wrapped store error
+// that a transport would take for a bug. Repeated because the batch's
+// timer and the caller's fire at the same instant in either order.
+func TestCoalescer_BatchStoppedAtCallerDeadlineAnswersDeadlineExceeded(t *testing.T) {
+	c := NewCoalescer(stuckStore(t), CoalescerConfig{MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond, Timeout: time.Minute})
+	for i := range 20 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+		_, _, err := c.Place(ctx, itemA, orderOf("late"))
+		ctxErr := ctx.Err()
+		cancel()
+		if err != context.DeadlineExceeded || ctxErr != context.DeadlineExceeded { //nolint:errorlint // the exact sentinel is the contract
+			t.Fatalf("attempt %d: Place = %v with ctx.Err() = %v, want context.DeadlineExceeded with both", i, err, ctxErr)
+		}
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// When the batch bound stops a batch while the caller still has time, the
+// store was too slow: the caller hears a retryable unavailable.
+func TestCoalescer_BatchStoppedAtItsBoundIsRetryable(t *testing.T) {
+	c := NewCoalescer(stuckStore(t), CoalescerConfig{MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond, Timeout: 5 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _, err := c.Place(ctx, itemA, orderOf("slow"))
+	if !IsRetryable(err) || ctx.Err() != nil {
+		t.Fatalf("Place = %v (ctx.Err() = %v), want a retryable unavailable with the caller's context live", err, ctx.Err())
+	}
+	if _, _, err := c.Place(context.Background(), itemA, orderOf("no deadline")); !IsRetryable(err) {
+		t.Fatalf("Place without a deadline = %v, want a retryable unavailable", err)
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }
