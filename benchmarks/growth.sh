@@ -22,8 +22,8 @@ go build -o /tmp/stockguard-loadgen ./benchmarks/loadgen
 NAME=stockguard-growth-pg
 docker rm -f "$NAME" >/dev/null 2>&1 || true
 trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true; [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null || true' EXIT
-docker run -d --name "$NAME" -p "127.0.0.1:$PGPORT:5432" "$IMAGE" sh -c \
-  "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=* -c unix_socket_directories=/tmp -c shared_buffers=512MB -c max_wal_size=4GB" >/dev/null
+docker run -d --name "$NAME" --network host "$IMAGE" sh -c \
+  "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=/tmp -c shared_buffers=512MB -c track_wal_io_timing=on -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements -c track_io_timing=on" >/dev/null
 for _ in $(seq 1 60); do psql -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done
 P() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
 
@@ -46,6 +46,7 @@ VACUUM ANALYZE;
 CHECKPOINT;
 SQL
   P -d "$db" -Atc "SELECT 'orders: ' || count(*) FROM orders" >&2
+  P -d "$db" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal')" >/dev/null
   DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$db?sslmode=disable" STOCKGUARD_RATE_LIMIT_RPS=0 STOCKGUARD_LOG_LEVEL=warn \
     STOCKGUARD_AUDIT_INTERVAL=0 STOCKGUARD_HTTP_ADDR=127.0.0.1:18081 STOCKGUARD_ADMIN_ADDR=127.0.0.1:19091 "$BIN" 2>"$OUT/server-$n.log" &
   SERVER=$!
@@ -54,6 +55,15 @@ SQL
   /tmp/stockguard-loadgen -addr 127.0.0.1:18081 -server-pid "$SERVER" -protocol grpc -mode open -rate "$RATE" -c 2000 \
     -items 100 -keys -duration "$DURATION" -label "$n existing orders" -json "$OUT/runs.jsonl" | tee -a "$OUT/table.txt"
   kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+  # Where the database spent the run: the costliest statements, with their
+  # buffer traffic, and the WAL written.
+  P -d "$db" -P pager=off -c "SELECT calls, round(mean_exec_time::numeric, 3) AS mean_ms, round(total_exec_time::numeric) AS total_ms,
+      shared_blks_hit AS hit, shared_blks_read AS read, shared_blks_dirtied AS dirtied, round(blk_read_time::numeric) AS read_ms,
+      wal_fpi, pg_size_pretty(wal_bytes) AS wal, left(regexp_replace(query, '\s+', ' ', 'g'), 90) AS query
+    FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ORDER BY total_exec_time DESC LIMIT 10" \
+    -c "SELECT wal_records, wal_fpi, pg_size_pretty(wal_bytes) AS wal_bytes, wal_sync, round(wal_sync_time::numeric) AS sync_ms, round(wal_write_time::numeric) AS write_ms FROM pg_stat_wal" \
+    | tee "$OUT/db-$n.txt" >&2
 done
 python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/growth.txt"
 import json, sys

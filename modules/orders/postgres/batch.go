@@ -65,30 +65,14 @@ type holdingKey struct{ customer, item string }
 func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	results := make([]orders.BatchResult, len(batch))
 
-	// Keys already used: one lookup for the whole batch.
+	// Keys already used (one lookup for the whole batch) and the row locks
+	// of every item of the batch, in id order, sent together.
 	var customers, keys []string
 	for _, o := range batch {
 		if o.IdempotencyKey != "" {
 			customers, keys = append(customers, o.CustomerID), append(keys, o.IdempotencyKey)
 		}
 	}
-	prior := map[string]orders.Order{}
-	if len(keys) > 0 {
-		rows, err := tx.Query(ctx, `SELECT `+orderColumns+` FROM orders o
-			JOIN unnest($1::text[], $2::text[]) AS k(c, key) ON o.customer_id = k.c AND o.idempotency_key = k.key`, customers, keys)
-		if err != nil {
-			return nil, err
-		}
-		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (orders.Order, error) { return scanOrder(r) })
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range found {
-			prior[o.CustomerID+"\x00"+o.IdempotencyKey] = o
-		}
-	}
-
-	// Lock every item of the batch, in id order, in one statement.
 	itemSet := map[string]bool{}
 	for _, o := range batch {
 		itemSet[o.Lines[0].ItemID] = true
@@ -97,7 +81,7 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 	for id := range itemSet {
 		ids = append(ids, id)
 	}
-	items, err := lockedRows(ctx, tx, m, lockedAt, orders.SortedIDs(ids))
+	prior, items, err := priorAndLocked(ctx, tx, m, lockedAt, customers, keys, orders.SortedIDs(ids))
 	if err != nil {
 		return nil, err
 	}
@@ -178,9 +162,8 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 	if len(accepted) == 0 {
 		return results, nil
 	}
-	if err := insertOrders(ctx, tx, accepted); err != nil {
-		return nil, err
-	}
+	var w writes
+	insertOrders(&w, accepted)
 	moves := make([]inventory.Movement, len(accepted))
 	added := map[holdingKey]int32{}
 	for i, o := range accepted {
@@ -193,15 +176,54 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 			added[holdingKey{o.CustomerID, d.ItemID}] += d.Quantity
 		}
 	}
-	if err := applyMovements(ctx, tx, moves, accepted[len(accepted)-1].CreateTime); err != nil {
+	applyMovements(ctx, &w, moves, accepted[len(accepted)-1].CreateTime)
+	for k, q := range added {
+		addHoldings(&w, k.customer, []string{k.item}, []int32{q})
+	}
+	if err := w.send(ctx, tx); err != nil {
 		return nil, err
 	}
-	for k, q := range added {
-		if err := addHoldings(ctx, tx, k.customer, []string{k.item}, []int32{q}); err != nil {
-			return nil, err
+	return results, nil
+}
+
+// priorAndLocked finds the orders already placed under the (customer, key)
+// pairs and locks the rows of ids (sorted), in one round trip.
+func priorAndLocked(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time,
+	customers, keys, ids []string,
+) (prior map[string]orders.Order, items map[string]lockedItem, err error) {
+	var b pgx.Batch
+	if len(keys) > 0 {
+		b.Queue(`SELECT `+orderColumns+` FROM orders o
+			JOIN unnest($1::text[], $2::text[]) AS k(c, key) ON o.customer_id = k.c AND o.idempotency_key = k.key`, customers, keys)
+	}
+	b.Queue(lockSQL, ids)
+	began := time.Now()
+	br := tx.SendBatch(ctx, &b)
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			prior, items, err = nil, nil, cerr
+		}
+	}()
+	prior = map[string]orders.Order{}
+	if len(keys) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, err
+		}
+		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (orders.Order, error) { return scanOrder(r) })
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, o := range found {
+			prior[o.CustomerID+"\x00"+o.IdempotencyKey] = o
 		}
 	}
-	return results, nil
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	items, err = scanLocked(rows, m, began, lockedAt)
+	return prior, items, err
 }
 
 func replayOf(prior, req orders.Order) orders.BatchResult {
@@ -211,8 +233,9 @@ func replayOf(prior, req orders.Order) orders.BatchResult {
 	return orders.BatchResult{Order: prior, Replayed: true}
 }
 
-// insertOrders writes many orders and their lines with one statement each.
-func insertOrders(ctx context.Context, tx pgx.Tx, list []orders.Order) error {
+// insertOrders adds to w the inserts of many orders and their lines, one
+// statement each.
+func insertOrders(w *writes, list []orders.Order) {
 	n := len(list)
 	ids, customers, hashes := make([]string, n), make([]string, n), make([]string, n)
 	keys, expires := make([]*string, n), make([]*time.Time, n)
@@ -234,12 +257,9 @@ func insertOrders(ctx context.Context, tx pgx.Tx, list []orders.Order) error {
 			lOrder, lItem, lNo, lQty = append(lOrder, o.ID), append(lItem, l.ItemID), append(lNo, int16(j)), append(lQty, l.Quantity)
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, create_time, update_time, expire_time)
+	w.add(`INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, create_time, update_time, expire_time)
 		SELECT id, c, st, k, h, t, t, e FROM unnest($1::uuid[], $2::text[], $3::smallint[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[])
-		AS o(id, c, st, k, h, t, e)`, ids, customers, statuses, keys, hashes, created, expires); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO order_lines (order_id, line_no, item_id, quantity)
+		AS o(id, c, st, k, h, t, e)`, ids, customers, statuses, keys, hashes, created, expires)
+	w.add(`INSERT INTO order_lines (order_id, line_no, item_id, quantity)
 		SELECT o, n, i, q FROM unnest($1::uuid[], $2::smallint[], $3::uuid[], $4::int[]) AS l(o, n, i, q)`, lOrder, lNo, lItem, lQty)
-	return err
 }

@@ -53,17 +53,26 @@ func lockItems(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 	return out, nil
 }
 
+// lockSQL locks the item rows of $1 that exist, in ascending id order.
+const lockSQL = `SELECT id::text, available, reserved, sold, max_per_customer
+	FROM items WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`
+
 // lockedRows locks the rows of ids that exist, in ascending id order.
 func lockedRows(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, ids []string) (map[string]lockedItem, error) {
 	began := time.Now()
-	rows, err := tx.Query(ctx, `SELECT id::text, available, reserved, sold, max_per_customer
-		FROM items WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, lockSQL, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]lockedItem, len(ids))
+	return scanLocked(rows, m, began, lockedAt)
+}
+
+// scanLocked reads the rows of lockSQL, recording the wait since began and
+// setting *lockedAt to when the locks were held.
+func scanLocked(rows pgx.Rows, m *pg.Metrics, began time.Time, lockedAt *time.Time) (map[string]lockedItem, error) {
+	out := map[string]lockedItem{}
 	var it lockedItem
-	_, err = pgx.ForEachRow(rows, []any{&it.id, &it.available, &it.reserved, &it.sold, &it.maxPerCustomer}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&it.id, &it.available, &it.reserved, &it.sold, &it.maxPerCustomer}, func() error {
 		out[it.id] = it
 		return nil
 	})
@@ -75,10 +84,25 @@ func lockedRows(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Ti
 	return out, nil
 }
 
-// applyMovements writes the movements to their items (one UPDATE for all)
-// and appends them to the ledger (one INSERT for all). Callers hold the
-// item row locks.
-func applyMovements(ctx context.Context, tx pgx.Tx, moves []inventory.Movement, at time.Time) error {
+// writes collects statements whose only answer is success or failure, so
+// they reach the server together: one round trip however many there are.
+// A failure stops the rest, and the transaction rolls back.
+type writes struct{ b pgx.Batch }
+
+func (w *writes) add(sql string, args ...any) { w.b.Queue(sql, args...) }
+
+// send runs the collected statements in tx and returns the first error.
+func (w *writes) send(ctx context.Context, tx pgx.Tx) error {
+	if w.b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, &w.b).Close()
+}
+
+// applyMovements adds to w the writes of moves to their items (one UPDATE
+// for all) and to the ledger (one INSERT for all). Callers hold the item
+// row locks.
+func applyMovements(ctx context.Context, w *writes, moves []inventory.Movement, at time.Time) {
 	n := len(moves)
 	ids, orderIDs, kinds := make([]string, n), make([]string, n), make([]string, n)
 	da, dr, ds := make([]int32, n), make([]int32, n), make([]int32, n)
@@ -89,31 +113,27 @@ func applyMovements(ctx context.Context, tx pgx.Tx, moves []inventory.Movement, 
 	// Sum per item first: one item may move for several orders at once.
 	// One UPDATE for every item, announcing each new level once (see
 	// pg.StockChannel); the announcement is delivered only if we commit.
-	if _, err := tx.Exec(ctx, `WITH changed AS (UPDATE items i
+	w.add(`WITH changed AS (UPDATE items i
 		SET available = i.available + d.da, reserved = i.reserved + d.dr, sold = i.sold + d.ds, version = i.version + 1
 		FROM (SELECT id, sum(da)::int AS da, sum(dr)::int AS dr, sum(ds)::int AS ds
 		      FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[]) AS m(id, da, dr, ds) GROUP BY id) d
 		WHERE i.id = d.id
-		RETURNING i.id, i.available, i.reserved, i.sold, i.version) `+pg.NotifyStockSQL("$5"), ids, da, dr, ds, pg.TraceParent(ctx)); err != nil {
-		return err
-	}
-	_, err := tx.Exec(ctx, `INSERT INTO stock_ledger (item_id, order_id, kind, d_available, d_reserved, d_sold, create_time)
+		RETURNING i.id, i.available, i.reserved, i.sold, i.version) `+pg.NotifyStockSQL("$5"), ids, da, dr, ds, pg.TraceParent(ctx))
+	w.add(`INSERT INTO stock_ledger (item_id, order_id, kind, d_available, d_reserved, d_sold, create_time)
 		SELECT id, NULLIF(oid, '')::uuid, kind, da, dr, ds, $7
 		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[]) AS m(id, oid, kind, da, dr, ds)`,
 		ids, orderIDs, kinds, da, dr, ds, at)
-	return err
 }
 
-// addHoldings changes the per-customer counts of limited items.
-func addHoldings(ctx context.Context, tx pgx.Tx, customerID string, itemIDs []string, deltas []int32) error {
+// addHoldings adds to w the change of the per-customer counts of limited items.
+func addHoldings(w *writes, customerID string, itemIDs []string, deltas []int32) {
 	if len(itemIDs) == 0 {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO customer_holdings (customer_id, item_id, quantity)
+	w.add(`INSERT INTO customer_holdings (customer_id, item_id, quantity)
 		SELECT $1, id, q FROM unnest($2::uuid[], $3::int[]) AS h(id, q)
 		ON CONFLICT (item_id, customer_id) DO UPDATE SET quantity = customer_holdings.quantity + EXCLUDED.quantity`,
 		customerID, itemIDs, deltas)
-	return err
 }
 
 // PlaceOrder implements orders.Store.
@@ -207,9 +227,8 @@ func placeInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 			limitedQty = append(limitedQty, d.Quantity)
 		}
 	}
-	if err := insertOrder(ctx, tx, o); err != nil {
-		return err
-	}
+	var w writes
+	insertOrder(&w, o)
 	moves := make([]inventory.Movement, len(demand))
 	for i, d := range demand {
 		moves[i] = inventory.Movement{ItemID: d.ItemID, OrderID: o.ID, Kind: inventory.MovementPurchase, Available: -d.Quantity, Sold: d.Quantity}
@@ -217,10 +236,9 @@ func placeInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 			moves[i] = inventory.Movement{ItemID: d.ItemID, OrderID: o.ID, Kind: inventory.MovementHold, Available: -d.Quantity, Reserved: d.Quantity}
 		}
 	}
-	if err := applyMovements(ctx, tx, moves, o.CreateTime); err != nil {
-		return err
-	}
-	return addHoldings(ctx, tx, o.CustomerID, limited, limitedQty)
+	applyMovements(ctx, &w, moves, o.CreateTime)
+	addHoldings(&w, o.CustomerID, limited, limitedQty)
+	return w.send(ctx, tx)
 }
 
 func holdings(ctx context.Context, tx pgx.Tx, customerID string, itemIDs []string) (map[string]int32, error) {
@@ -236,7 +254,8 @@ func holdings(ctx context.Context, tx pgx.Tx, customerID string, itemIDs []strin
 	return out, err
 }
 
-func insertOrder(ctx context.Context, tx pgx.Tx, o orders.Order) error {
+// insertOrder adds to w the insert of o and its lines.
+func insertOrder(w *writes, o orders.Order) {
 	var key, expire any
 	if o.IdempotencyKey != "" {
 		key = o.IdempotencyKey
@@ -244,18 +263,15 @@ func insertOrder(ctx context.Context, tx pgx.Tx, o orders.Order) error {
 	if !o.ExpireTime.IsZero() {
 		expire = o.ExpireTime
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, create_time, update_time, expire_time)
+	w.add(`INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, create_time, update_time, expire_time)
 		VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`,
-		o.ID, o.CustomerID, int16(o.Status), key, o.RequestHash, o.CreateTime, expire); err != nil {
-		return err
-	}
+		o.ID, o.CustomerID, int16(o.Status), key, o.RequestHash, o.CreateTime, expire)
 	itemIDs, qty, lineNo := make([]string, len(o.Lines)), make([]int32, len(o.Lines)), make([]int16, len(o.Lines))
 	for i, l := range o.Lines {
 		itemIDs[i], qty[i], lineNo[i] = l.ItemID, l.Quantity, int16(i)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO order_lines (order_id, line_no, item_id, quantity)
+	w.add(`INSERT INTO order_lines (order_id, line_no, item_id, quantity)
 		SELECT $1, n, id, q FROM unnest($2::smallint[], $3::uuid[], $4::int[]) AS l(n, id, q)`, o.ID, lineNo, itemIDs, qty)
-	return err
 }
 
 const orderColumns = `o.id::text, o.customer_id, o.status, COALESCE(o.idempotency_key, ''), o.request_hash,
@@ -396,24 +412,21 @@ func moveOrder(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 	if err != nil {
 		return orders.Order{}, err
 	}
-	if err := applyMovements(ctx, tx, moves, now); err != nil {
-		return orders.Order{}, err
-	}
+	var w writes
+	applyMovements(ctx, &w, moves, now)
 	for _, h := range releasedHoldings {
 		if items[h.item].maxPerCustomer == 0 {
 			continue
 		}
-		if _, err := tx.Exec(ctx, `UPDATE customer_holdings SET quantity = quantity - $3
-			WHERE item_id = $1 AND customer_id = $2`, h.item, h.customer, h.qty); err != nil {
-			return orders.Order{}, err
-		}
+		w.add(`UPDATE customer_holdings SET quantity = quantity - $3
+			WHERE item_id = $1 AND customer_id = $2`, h.item, h.customer, h.qty)
 	}
 	orderIDs := make([]string, len(list))
 	for i, o := range list {
 		orderIDs[i] = o.ID
 	}
-	if _, err := tx.Exec(ctx, `UPDATE orders SET status = $2, update_time = $3 WHERE id = ANY($1::uuid[])`,
-		orderIDs, int16(next), now); err != nil {
+	w.add(`UPDATE orders SET status = $2, update_time = $3 WHERE id = ANY($1::uuid[])`, orderIDs, int16(next), now)
+	if err := w.send(ctx, tx); err != nil {
 		return orders.Order{}, err
 	}
 	last := list[len(list)-1]
