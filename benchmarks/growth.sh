@@ -52,7 +52,7 @@ SQL
   SERVER=$!
   for _ in $(seq 1 100); do curl -sf 127.0.0.1:19091/readyz >/dev/null && break; sleep 0.1; done
   log "measuring at $n existing orders: $RATE purchases/s for $DURATION (with idempotency keys, over 100 items)"
-  /tmp/stockguard-loadgen -addr 127.0.0.1:18081 -server-pid "$SERVER" -protocol grpc -mode open -rate "$RATE" -c 2000 \
+  /tmp/stockguard-loadgen -addr 127.0.0.1:18081 -server-pid "$SERVER" -protocol grpc-go -mode open -rate "$RATE" -c 2000 \
     -items 100 -keys -duration "$DURATION" -label "$n existing orders" -json "$OUT/runs.jsonl" | tee -a "$OUT/table.txt"
   kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
   # Where the database spent the run: the costliest statements, with their

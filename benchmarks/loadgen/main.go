@@ -1,9 +1,9 @@
-// Command loadgen drives PlaceOrder at a stockguard server over gRPC,
-// Connect or REST, closed-loop (N concurrent callers) or open-loop (a fixed
-// arrival rate), on one hot item or spread over many, and reports RPS,
-// latency percentiles from an HDR histogram, errors by code, the server's
-// CPU and peak RSS (from /proc, when given its pid), and whether stock was
-// conserved. Loopback targets only; every run is bounded in time.
+// Command loadgen drives PlaceOrder at a stockguard server over gRPC (with
+// the grpc-go client or the connect-go one), Connect or REST, closed-loop
+// (N concurrent callers) or open-loop (a fixed arrival rate), on one hot
+// item or spread over many, and reports RPS, latency percentiles from an
+// HDR histogram, errors by code, the server's CPU and peak RSS (from /proc,
+// when given its pid), its own CPU, and whether stock was conserved. Loopback targets only; every run is bounded in time.
 //
 //	go run ./benchmarks/loadgen -addr 127.0.0.1:8080 -secret $STOCKGUARD_JWT_SECRET \
 //	    -protocol grpc -mode closed -c 1000 -duration 20s -items 1 -stock 100000000
@@ -29,6 +29,11 @@ import (
 
 	"connectrpc.com/connect"
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/stockguard/stockguard/benchmarks/internal/procstat"
 	stockguardv1 "github.com/stockguard/stockguard/gen/stockguard/v1"
@@ -66,13 +71,14 @@ type Result struct {
 	Errors      map[string]int64 `json:"errors"`
 	ServerCPU   float64          `json:"server_cpu_percent,omitempty"`
 	ServerPeak  float64          `json:"server_peak_rss_mb,omitempty"`
+	ClientCPU   float64          `json:"loadgen_cpu_percent"` // this process, sharing the machine
 	Conserved   *bool            `json:"conserved,omitempty"`
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:8080", "server API address (loopback)")
-	flag.StringVar(&o.protocol, "protocol", "grpc", "grpc, connect or rest")
+	flag.StringVar(&o.protocol, "protocol", "grpc", "grpc (connect-go client), grpc-go, connect or rest")
 	flag.StringVar(&o.mode, "mode", "closed", "closed (N concurrent callers) or open (fixed arrival rate)")
 	flag.IntVar(&o.concurrency, "c", 100, "closed loop: concurrent callers; open loop: most requests in flight")
 	flag.IntVar(&o.rate, "rate", 1000, "open loop: requests per second")
@@ -157,6 +163,7 @@ func run(o options) error {
 	}
 
 	cpuBefore, _ := procstat.CPUTicks(o.pid)
+	selfBefore, _ := procstat.CPUTicks(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 	defer cancel()
 	stopProgress := procstat.Progress(func() string {
@@ -200,6 +207,7 @@ func run(o options) error {
 	elapsed := time.Since(began)
 	stopProgress()
 	cpuAfter, _ := procstat.CPUTicks(o.pid)
+	selfAfter, _ := procstat.CPUTicks(os.Getpid())
 
 	r := Result{Label: o.label, Protocol: o.protocol, Mode: o.mode, Items: o.items, Seconds: elapsed.Seconds(),
 		Requests: requests.Load(), OK: oks.Load(), Errors: errs,
@@ -216,6 +224,7 @@ func run(o options) error {
 		r.ServerCPU = float64(cpuAfter-cpuBefore) / 100 / elapsed.Seconds() * 100 // USER_HZ is 100
 		r.ServerPeak = float64(procstat.PeakRSS(o.pid)) / (1 << 20)
 	}
+	r.ClientCPU = float64(selfAfter-selfBefore) / 100 / elapsed.Seconds() * 100
 	// Only a call that timed out on the client has an unknown outcome.
 	ok, err := conserved(base, itemIDs, o.stock, r.OK, errs["client_deadline"]+errs["transport"])
 	if err != nil {
@@ -248,8 +257,8 @@ func print(r Result) {
 		codes = append(codes, fmt.Sprintf("%s=%d", c, n))
 	}
 	sort.Strings(codes)
-	fmt.Printf("%-28s %-8s %-6s rps %8.0f  ok/s %8.0f  p50 %7.2f  p90 %7.2f  p99 %7.2f  p99.9 %7.2f  max %8.2f ms  cpu %5.0f%%  peakRSS %6.1f MB  conserved %v  errors [%s]\n",
-		r.Label, r.Protocol, r.Mode, r.RPS, r.OKPerSec, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs, r.ServerCPU, r.ServerPeak, *r.Conserved, strings.Join(codes, " "))
+	fmt.Printf("%-28s %-8s %-6s rps %8.0f  ok/s %8.0f  p50 %7.2f  p90 %7.2f  p99 %7.2f  p99.9 %7.2f  max %8.2f ms  cpu %5.0f%%  peakRSS %6.1f MB  loadgen cpu %4.0f%%  conserved %v  errors [%s]\n",
+		r.Label, r.Protocol, r.Mode, r.RPS, r.OKPerSec, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs, r.ServerCPU, r.ServerPeak, r.ClientCPU, *r.Conserved, strings.Join(codes, " "))
 }
 
 var httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4096, MaxConnsPerHost: 4096}}
@@ -319,6 +328,8 @@ func newPlacer(protocol, base string, keys bool) placer {
 	}
 	var client stockguardv1connect.OrderServiceClient
 	switch protocol {
+	case "grpc-go":
+		return grpcGoPlacer(strings.TrimPrefix(base, "http://"), key)
 	case "grpc":
 		client = stockguardv1connect.NewOrderServiceClient(h2c(), base, connect.WithGRPC())
 	case "connect":
@@ -386,4 +397,37 @@ func conserved(base string, ids []string, stock int, acknowledged, unknown int64
 	// A call whose answer never came may have been placed: sold may exceed
 	// the acknowledged count by at most those, and never fall short of it.
 	return sold >= acknowledged && sold <= acknowledged+unknown, nil
+}
+
+// grpcGoConns is how many HTTP/2 connections the grpc-go placer spreads
+// its calls over, as a fleet of client services would.
+const grpcGoConns = 4
+
+// grpcGoPlacer calls PlaceOrder with grpc-go, the client most Go services
+// use, through its generic Invoke (no generated stubs needed).
+func grpcGoPlacer(target string, key func() string) placer {
+	conns := make([]*grpc.ClientConn, grpcGoConns)
+	for i := range conns {
+		c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return func(context.Context, string, string) string { return "transport" }
+		}
+		conns[i] = c
+	}
+	var next atomic.Uint64
+	return func(ctx context.Context, token, item string) string {
+		req := &stockguardv1.PlaceOrderRequest{Lines: []*stockguardv1.OrderLine{{ItemId: item, Quantity: 1}}, IdempotencyKey: key()}
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+		conn := conns[next.Add(1)%grpcGoConns]
+		if err := conn.Invoke(ctx, stockguardv1connect.OrderServicePlaceOrderProcedure, req, new(stockguardv1.PlaceOrderResponse)); err != nil {
+			if ctx.Err() != nil {
+				return "client_deadline"
+			}
+			if c := status.Code(err); c != codes.Unknown {
+				return connect.Code(c).String()
+			}
+			return "transport"
+		}
+		return ""
+	}
 }

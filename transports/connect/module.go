@@ -76,20 +76,28 @@ func HandlerOptions(v Verifier, limiter *RateLimiter, obs Observability) ([]conn
 	}, nil
 }
 
-// NewAPIHandler mounts the three services behind a vanguard transcoder,
-// which serves gRPC, gRPC-Web and Connect as they are and REST from the
-// google.api.http bindings.
+// NewAPIHandler serves the three services over gRPC, gRPC-Web, Connect and
+// REST (from the google.api.http bindings). Binary protobuf, whatever the
+// protocol, goes straight to the Connect handlers, which speak it natively;
+// JSON and REST go through a vanguard transcoder, so every JSON answer is
+// written one way.
 func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler, v Verifier, limiter *RateLimiter, obs Observability) (http.Handler, error) {
 	opts, err := HandlerOptions(v, limiter, obs)
 	if err != nil {
 		return nil, err
 	}
-	services := []*vanguard.Service{
-		vanguard.NewService(stockguardv1connect.NewInventoryServiceHandler(inv, opts...)),
-		vanguard.NewService(stockguardv1connect.NewOrderServiceHandler(ord, opts...)),
-		vanguard.NewService(stockguardv1connect.NewStockServiceHandler(stock, opts...)),
+	direct := http.NewServeMux()
+	var services []*vanguard.Service
+	for _, mount := range []func() (string, http.Handler){
+		func() (string, http.Handler) { return stockguardv1connect.NewInventoryServiceHandler(inv, opts...) },
+		func() (string, http.Handler) { return stockguardv1connect.NewOrderServiceHandler(ord, opts...) },
+		func() (string, http.Handler) { return stockguardv1connect.NewStockServiceHandler(stock, opts...) },
+	} {
+		path, h := mount()
+		direct.Handle(path, h)
+		services = append(services, vanguard.NewService(path, h))
 	}
-	return vanguard.NewTranscoder(services,
+	transcoder, err := vanguard.NewTranscoder(services,
 		// Handlers speak binary protobuf; the transcoder writes every JSON
 		// answer itself, so every protocol shows the same JSON: zero values
 		// included ("available": 0). Unknown fields are ignored, as protojson
@@ -102,6 +110,28 @@ func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler
 			}}
 		}),
 	)
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && isBinaryProto(r.Header.Get("Content-Type")) {
+			// Nothing to transcode: skip the transcoder's per-call work.
+			direct.ServeHTTP(w, r)
+			return
+		}
+		transcoder.ServeHTTP(w, r)
+	}), nil
+}
+
+// isBinaryProto reports whether a request's content type is binary
+// protobuf under gRPC, gRPC-Web or Connect (unary or streaming).
+func isBinaryProto(contentType string) bool {
+	switch contentType {
+	case "application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto",
+		"application/proto", "application/connect+proto":
+		return true
+	}
+	return false
 }
 
 // readinessChecker answers grpc.health.v1 from the readiness checks, for

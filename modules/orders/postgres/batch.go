@@ -65,8 +65,8 @@ type holdingKey struct{ customer, item string }
 func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	results := make([]orders.BatchResult, len(batch))
 
-	// Keys already used (one lookup for the whole batch) and the row locks
-	// of every item of the batch, in id order, sent together.
+	// The row locks of every item of the batch, in id order, and the keys
+	// already used (one lookup for the whole batch), sent together.
 	var customers, keys []string
 	for _, o := range batch {
 		if o.IdempotencyKey != "" {
@@ -186,17 +186,19 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 	return results, nil
 }
 
-// priorAndLocked finds the orders already placed under the (customer, key)
-// pairs and locks the rows of ids (sorted), in one round trip.
+// priorAndLocked locks the rows of ids (sorted) and then finds the orders
+// already placed under the (customer, key) pairs, in one round trip. The
+// lookup runs after the locks are held, so it sees every batch of the same
+// items that committed before this one.
 func priorAndLocked(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time,
 	customers, keys, ids []string,
 ) (prior map[string]orders.Order, items map[string]lockedItem, err error) {
 	var b pgx.Batch
+	b.Queue(lockSQL, ids)
 	if len(keys) > 0 {
 		b.Queue(`SELECT `+orderColumns+` FROM orders o
 			JOIN unnest($1::text[], $2::text[]) AS k(c, key) ON o.customer_id = k.c AND o.idempotency_key = k.key`, customers, keys)
 	}
-	b.Queue(lockSQL, ids)
 	began := time.Now()
 	br := tx.SendBatch(ctx, &b)
 	defer func() {
@@ -204,6 +206,13 @@ func priorAndLocked(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 			prior, items, err = nil, nil, cerr
 		}
 	}()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, nil, err
+	}
+	if items, err = scanLocked(rows, m, began, lockedAt); err != nil {
+		return nil, nil, err
+	}
 	prior = map[string]orders.Order{}
 	if len(keys) > 0 {
 		rows, err := br.Query()
@@ -218,14 +227,8 @@ func priorAndLocked(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 			prior[o.CustomerID+"\x00"+o.IdempotencyKey] = o
 		}
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, nil, err
-	}
-	items, err = scanLocked(rows, m, began, lockedAt)
-	return prior, items, err
+	return prior, items, nil
 }
-
 func replayOf(prior, req orders.Order) orders.BatchResult {
 	if prior.RequestHash != req.RequestHash {
 		return orders.BatchResult{Err: orders.ErrIdempotencyKeyReused}
