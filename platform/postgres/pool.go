@@ -44,6 +44,14 @@ func Open(ctx context.Context, c PoolConfig) (*pgxpool.Pool, error) {
 		cfg.ConnConfig.Tracer = c.Tracer
 	}
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	// Every statement here is short. JIT compiling one costs tens of
+	// milliseconds, and the planner turns it on by cost estimate alone: on
+	// a large orders table the batch's idempotency lookup (a few index
+	// probes) was compiled on every call, 44 ms each. A URL that sets jit
+	// itself keeps its choice.
+	if _, set := cfg.ConnConfig.RuntimeParams["jit"]; !set {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
