@@ -81,7 +81,7 @@ func Defaults() Config {
 		Coalesce:          true,
 		CoalesceMaxBatch:  256,
 		CoalesceQueue:     4096,
-		CoalesceLanes:     8,
+		CoalesceLanes:     4,
 		MetricsItemCap:    100,
 		WSWriteTimeout:    5 * time.Second,
 		LogFormat:         "json",
