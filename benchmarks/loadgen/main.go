@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ import (
 type options struct {
 	addr, protocol, mode, secret, label, jsonOut string
 	concurrency, rate, items, stock, customers   int
+	conns                                        int
 	duration                                     time.Duration
 	pid                                          int
 	keys                                         bool
@@ -87,12 +89,18 @@ func main() {
 	flag.IntVar(&o.items, "items", 1, "items to spread purchases over (1: one hot item)")
 	flag.IntVar(&o.stock, "stock", 100_000_000, "initial stock of each item")
 	flag.IntVar(&o.customers, "customers", 10_000, "distinct customer tokens")
+	flag.IntVar(&o.conns, "conns", 4, "grpc-go: HTTP/2 connections the calls are spread over")
 	flag.StringVar(&o.secret, "secret", os.Getenv("STOCKGUARD_JWT_SECRET"), "the server's JWT secret")
 	flag.IntVar(&o.pid, "server-pid", 0, "server process id, for CPU and peak RSS")
 	flag.StringVar(&o.label, "label", "", "name of this run in the report")
 	flag.StringVar(&o.jsonOut, "json", "", "append the result as a JSON line to this file")
 	flag.BoolVar(&o.keys, "keys", false, "send a unique idempotency key with every purchase")
 	flag.Parse()
+	if os.Getenv("GOGC") == "" {
+		// The load generator shares the machine with what it measures: GC
+		// less often so more of the CPU goes to the server.
+		debug.SetGCPercent(400)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
@@ -127,7 +135,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	place := newPlacer(o.protocol, base, o.keys)
+	place := newPlacer(o.protocol, base, o.keys, o.conns)
 	if place == nil {
 		return fmt.Errorf("unknown -protocol %q", o.protocol)
 	}
@@ -318,7 +326,7 @@ type placer func(ctx context.Context, token, item string) string
 
 var keySeq atomic.Int64
 
-func newPlacer(protocol, base string, keys bool) placer {
+func newPlacer(protocol, base string, keys bool, conns int) placer {
 	run := time.Now().UnixNano()
 	key := func() string {
 		if !keys {
@@ -329,7 +337,7 @@ func newPlacer(protocol, base string, keys bool) placer {
 	var client stockguardv1connect.OrderServiceClient
 	switch protocol {
 	case "grpc-go":
-		return grpcGoPlacer(strings.TrimPrefix(base, "http://"), key)
+		return grpcGoPlacer(strings.TrimPrefix(base, "http://"), conns, key)
 	case "grpc":
 		client = stockguardv1connect.NewOrderServiceClient(h2c(), base, connect.WithGRPC())
 	case "connect":
@@ -399,14 +407,10 @@ func conserved(base string, ids []string, stock int, acknowledged, unknown int64
 	return sold >= acknowledged && sold <= acknowledged+unknown, nil
 }
 
-// grpcGoConns is how many HTTP/2 connections the grpc-go placer spreads
-// its calls over, as a fleet of client services would.
-const grpcGoConns = 4
-
 // grpcGoPlacer calls PlaceOrder with grpc-go, the client most Go services
 // use, through its generic Invoke (no generated stubs needed).
-func grpcGoPlacer(target string, key func() string) placer {
-	conns := make([]*grpc.ClientConn, grpcGoConns)
+func grpcGoPlacer(target string, nconns int, key func() string) placer {
+	conns := make([]*grpc.ClientConn, nconns)
 	for i := range conns {
 		c, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -418,7 +422,7 @@ func grpcGoPlacer(target string, key func() string) placer {
 	return func(ctx context.Context, token, item string) string {
 		req := &stockguardv1.PlaceOrderRequest{Lines: []*stockguardv1.OrderLine{{ItemId: item, Quantity: 1}}, IdempotencyKey: key()}
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-		conn := conns[next.Add(1)%grpcGoConns]
+		conn := conns[next.Add(1)%uint64(nconns)]
 		if err := conn.Invoke(ctx, stockguardv1connect.OrderServicePlaceOrderProcedure, req, new(stockguardv1.PlaceOrderResponse)); err != nil {
 			if ctx.Err() != nil {
 				return "client_deadline"

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"go.uber.org/fx"
@@ -26,6 +27,9 @@ import (
 	"github.com/stockguard/stockguard/platform/logging"
 	"github.com/stockguard/stockguard/platform/postgres"
 )
+
+// serveGCPercent is the GC target of a serving process unless GOGC is set.
+const serveGCPercent = 400
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -84,6 +88,13 @@ func serve(args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing to do about a failed flush at exit
+	if os.Getenv("GOGC") == "" {
+		// A purchase allocates a few KiB that die young; collecting when the
+		// heap has grown 4× instead of 2× halves the GC's share of the CPU
+		// (11% of a hot-item profile) for about twice the peak RSS (89 →
+		// 173 MB at 10,000 purchases/s). GOGC set in the environment wins.
+		debug.SetGCPercent(serveGCPercent)
+	}
 	fxApp := fx.New(app.Options(cfg, log), app.LogLevel(lvl))
 	if err := fxApp.Err(); err != nil {
 		return err
