@@ -74,6 +74,7 @@ type Result struct {
 	ServerCPU   float64          `json:"server_cpu_percent,omitempty"`
 	ServerPeak  float64          `json:"server_peak_rss_mb,omitempty"`
 	ClientCPU   float64          `json:"loadgen_cpu_percent"` // this process, sharing the machine
+	ServerRSS   []float64        `json:"server_rss_mb_per_second,omitempty"`
 	Conserved   *bool            `json:"conserved,omitempty"`
 }
 
@@ -174,9 +175,13 @@ func run(o options) error {
 	selfBefore, _ := procstat.CPUTicks(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 	defer cancel()
+	var rss []float64 // the server's RSS each second, to show whether memory stays flat
 	stopProgress := procstat.Progress(func() string {
 		mu.Lock()
 		defer mu.Unlock()
+		if o.pid > 0 {
+			rss = append(rss, float64(procstat.RSS(o.pid))/(1<<20))
+		}
 		return fmt.Sprintf("[%s] %d requests, %d ok, p99 %.1f ms", o.protocol, requests.Load(), oks.Load(), float64(hist.ValueAtQuantile(99))/1000)
 	})
 	began := time.Now()
@@ -231,6 +236,9 @@ func run(o options) error {
 	if o.pid > 0 {
 		r.ServerCPU = float64(cpuAfter-cpuBefore) / 100 / elapsed.Seconds() * 100 // USER_HZ is 100
 		r.ServerPeak = float64(procstat.PeakRSS(o.pid)) / (1 << 20)
+		mu.Lock()
+		r.ServerRSS = rss
+		mu.Unlock()
 	}
 	r.ClientCPU = float64(selfAfter-selfBefore) / 100 / elapsed.Seconds() * 100
 	// Only a call that timed out on the client has an unknown outcome.
