@@ -75,6 +75,10 @@ fanout N="10000" BURST="50":
 loadtest:
     bash benchmarks/loadtest.sh
 
+# Latency at 1,000 against 10 million existing orders, alternating rounds; prints the medians.
+growth:
+    bash benchmarks/growth.sh
+
 # Build the PostgreSQL image from Debian packages (for machines without registry access).
 postgres-image:
     bash scripts/postgres-image.sh

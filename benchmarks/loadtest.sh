@@ -118,6 +118,28 @@ lg -label "hot item, connect, naive" -protocol connect -mode closed -c "$CLIENTS
 DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/naive?sslmode=disable" "$BIN" verify | tee "$OUT/verify-naive.txt"
 stop_server
 
+log "overload: offered twice the hot-item peak, open loop; the queue bound sheds the excess"
+# A fresh server with the default queue bound (4,096 per lane). The arrival
+# rate is fixed whatever the latency, so without a bound the queue, and the
+# memory holding it, would grow for the whole run.
+start_server true overload
+OVERLOAD_DURATION="${OVERLOAD_DURATION:-30s}"
+"$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$OVERLOAD_DURATION" -json "$JSON" \
+  -label "overload: hot item, open 2x peak" -protocol grpc-go -conns 32 -mode open -rate $((PEAK * 2)) -c 20000 -items 1 |
+  tee -a "$OUT/table.txt"
+tail -n1 "$JSON" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+rss = r.get("server_rss_mb_per_second", [])
+print("server RSS each second (MB):", " ".join(f"{v:.0f}" for v in rss))
+if len(rss) >= 4:
+    half = len(rss) // 2
+    print(f"first half max {max(rss[:half]):.0f} MB, second half max {max(rss[half:]):.0f} MB, peak {r.get(\"server_peak_rss_mb\", 0):.0f} MB")
+print("outcomes:", json.dumps(r["errors"]), "ok:", r["ok"])
+' | tee "$OUT/overload-rss.txt"
+DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/overload?sslmode=disable" "$BIN" verify | tee "$OUT/verify-overload.txt"
+stop_server
+
 log "ratios to pgbench (naive transaction, 64 clients: $BASE tps; 8 clients: ${PGTPS[8]} tps), PostgreSQL $PGVERSION"
 python3 - "$JSON" "$BASE" <<'PY' | tee "$OUT/ratios.txt"
 import json, sys
