@@ -134,7 +134,8 @@ rss = r.get("server_rss_mb_per_second", [])
 print("server RSS each second (MB):", " ".join(f"{v:.0f}" for v in rss))
 if len(rss) >= 4:
     half = len(rss) // 2
-    print(f"first half max {max(rss[:half]):.0f} MB, second half max {max(rss[half:]):.0f} MB, peak {r.get(\"server_peak_rss_mb\", 0):.0f} MB")
+    peak = r.get("server_peak_rss_mb", 0)
+    print(f"first half max {max(rss[:half]):.0f} MB, second half max {max(rss[half:]):.0f} MB, peak {peak:.0f} MB")
 print("outcomes:", json.dumps(r["errors"]), "ok:", r["ok"])
 ' | tee "$OUT/overload-rss.txt"
 DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/overload?sslmode=disable" "$BIN" verify | tee "$OUT/verify-overload.txt"
