@@ -189,6 +189,31 @@ func TestREST_IdempotencyKeyHeader(t *testing.T) {
 	}
 }
 
+// curl users call Connect procedures with JSON and often leave out the
+// Connect-Protocol-Version header; the call must still be served as Connect,
+// not answered 404 as an unknown REST path.
+func TestConnectJSON_WithoutProtocolHeader(t *testing.T) {
+	srv := startServer(t, memoryStore)
+	admin := protocols[0].dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
+	item := createItem(t, admin, "NOHDR", 7, 0)
+	body := fmt.Sprintf(`{"itemId":%q}`, item.GetId())
+	for _, header := range []map[string]string{
+		{"Content-Type": "application/json"},
+		{"Content-Type": "application/json; charset=utf-8"},
+		{"Content-Type": "application/json", "Connect-Protocol-Version": "1"},
+	} {
+		res, b := restDo(t, http.MethodPost, srv.base+"/stockguard.v1.InventoryService/GetItem", header, strings.NewReader(body))
+		if res.StatusCode != http.StatusOK || !strings.Contains(string(b), `"available":7`) {
+			t.Fatalf("%v: %d %.300s", header, res.StatusCode, b)
+		}
+	}
+	// A REST path is still REST, and an unknown procedure is still not found.
+	res, _ := restDo(t, http.MethodPost, srv.base+"/stockguard.v1.InventoryService/NoSuchMethod", map[string]string{"Content-Type": "application/json"}, strings.NewReader(`{}`))
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown procedure: %d, want 404", res.StatusCode)
+	}
+}
+
 func TestAbuse_BodiesThatAreTooBigOrBroken(t *testing.T) {
 	srv := startServer(t, memoryStore)
 	admin := map[string]string{"Authorization": "Bearer " + srv.token(t, "ops", auth.RoleAdmin), "Content-Type": "application/json"}

@@ -3,6 +3,7 @@ package connect
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -119,8 +120,32 @@ func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler
 			direct.ServeHTTP(w, r)
 			return
 		}
+		if isConnectJSONWithoutVersion(r) {
+			// The transcoder takes a JSON POST without this header for REST,
+			// and no REST route has a procedure's path: curl users would get
+			// a bare 404. The path can only mean a Connect unary call.
+			r.Header.Set("Connect-Protocol-Version", "1")
+		}
 		transcoder.ServeHTTP(w, r)
 	}), nil
+}
+
+// isConnectJSONWithoutVersion reports whether r is a JSON POST to one of our
+// procedures (/stockguard.v1.Service/Method) that left out the
+// Connect-Protocol-Version header.
+func isConnectJSONWithoutVersion(r *http.Request) bool {
+	if r.Method != http.MethodPost || r.Header.Get("Connect-Protocol-Version") != "" {
+		return false
+	}
+	if mediaType, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(mediaType) != "application/json" {
+		return false
+	}
+	for _, name := range ServiceNames {
+		if strings.HasPrefix(r.URL.Path, "/"+name+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // isBinaryProto reports whether a request's content type is binary
