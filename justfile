@@ -62,9 +62,9 @@ check-deploy:
     promtool check rules deploy/prometheus/alerts.yml
     python3 -c "import json; json.load(open('deploy/grafana/stockguard.json'))"
 
-# Microbenchmarks with allocation counts; compare runs with `go run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt`.
-bench:
-    go test -run '^$' -bench . -benchmem ./... | tee benchmarks/results/bench-latest.txt
+# Microbenchmarks with allocation counts, COUNT samples each; compare runs with `go run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt` (6 samples or more).
+bench COUNT="1":
+    go test -run '^$' -bench . -benchmem -count {{ COUNT }} $(go list ./... | grep -v /tests/integration) | tee benchmarks/results/bench-latest.txt
 
 # Fan-out benchmark: N WebSocket clients, a burst of changes, stockguard beside a chat-style hub.
 fanout N="10000" BURST="50":
