@@ -207,7 +207,7 @@ func TestConnectJSON_WithoutProtocolHeader(t *testing.T) {
 			t.Fatalf("%v: %d %.300s", header, res.StatusCode, b)
 		}
 	}
-	// A REST path is still REST, and an unknown procedure is still not found.
+	// An unknown procedure is still not found.
 	res, _ := restDo(t, http.MethodPost, srv.base+"/stockguard.v1.InventoryService/NoSuchMethod", map[string]string{"Content-Type": "application/json"}, strings.NewReader(`{}`))
 	if res.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown procedure: %d, want 404", res.StatusCode)
