@@ -1,7 +1,9 @@
 package benchmarks
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"testing"
@@ -104,8 +106,16 @@ func BenchmarkEncode(b *testing.B) {
 	})
 }
 
+// ExampleEncode shows the JSON frame a WebSocket client receives. protojson
+// varies its whitespace from build to build on purpose, so the example
+// compacts the frame before printing it.
 func ExampleEncode() {
 	f, _ := broadcast.Encode(broadcast.Update{ItemID: "a", Available: 1, Version: 2})
-	fmt.Println(string(f.JSON))
+	var out bytes.Buffer
+	if err := json.Compact(&out, f.JSON); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(out.String())
 	// Output: {"itemId":"a","available":1,"reserved":0,"sold":0,"version":"2"}
 }
