@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/stockguard/stockguard/cmd/stockguard/app"
@@ -209,6 +211,116 @@ func TestRunner_RetriesDeadlocks(t *testing.T) {
 	}
 }
 
+// A pipelined transaction commits everything or nothing, whatever step
+// fails, leaves its connection clean for the next caller, and reports a
+// held lock as ErrTimeout.
+func TestRunner_PipelinedTxIsAllOrNothing(t *testing.T) {
+	db := newRunner(t, postgres.TxConfig{LockTimeout: 200 * time.Millisecond, StatementTimeout: 5 * time.Second, MaxAttempts: 3})
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, `CREATE TABLE counter (id int PRIMARY KEY, n int NOT NULL CHECK (n < 100));
+		CREATE TABLE log (n int NOT NULL); INSERT INTO counter VALUES (1, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	lockFirst := func(b *pgx.Batch) { b.Queue(`SELECT n FROM counter WHERE id = 1 FOR UPDATE`) }
+	// add reads the locked count and writes count+delta and a log row.
+	add := func(delta int) func(br pgx.BatchResults, q postgres.Querier) (*pgx.Batch, error) {
+		return func(br pgx.BatchResults, q postgres.Querier) (*pgx.Batch, error) {
+			var n int
+			if err := br.QueryRow().Scan(&n); err != nil {
+				return nil, err
+			}
+			var last pgx.Batch
+			last.Queue(`INSERT INTO log VALUES ($1)`, n+delta)
+			last.Queue(`UPDATE counter SET n = $1 WHERE id = 1`, n+delta)
+			return &last, nil
+		}
+	}
+	state := func() (n, logged int) {
+		t.Helper()
+		if err := db.Pool().QueryRow(ctx, `SELECT (SELECT n FROM counter), (SELECT count(*) FROM log)`).Scan(&n, &logged); err != nil {
+			t.Fatal(err)
+		}
+		return n, logged
+	}
+
+	if err := db.InTxPipelined(ctx, lockFirst, add(5)); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if n, logged := state(); n != 5 || logged != 1 {
+		t.Fatalf("after commit: n=%d, log rows=%d; want 5, 1", n, logged)
+	}
+
+	// The server refuses the last statement: the INSERT before it, sent in
+	// the same round trip, is rolled back with it.
+	err := db.InTxPipelined(ctx, lockFirst, add(200))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23514" {
+		t.Fatalf("check violation in the last batch = %v, want SQLSTATE 23514", err)
+	}
+	var amb *postgres.AmbiguousCommitError
+	if errors.As(err, &amb) {
+		t.Fatalf("a refusal from the server is not ambiguous: %v", err)
+	}
+	if n, logged := state(); n != 5 || logged != 1 {
+		t.Fatalf("after a refused batch: n=%d, log rows=%d; want 5, 1", n, logged)
+	}
+
+	// fn's own error rolls back too, and nothing of the last batch is sent.
+	boom := errors.New("boom")
+	if err := db.InTxPipelined(ctx, lockFirst, func(br pgx.BatchResults, q postgres.Querier) (*pgx.Batch, error) {
+		if _, err := q.Query(ctx, `INSERT INTO log VALUES (-1)`); err != nil {
+			return nil, err
+		}
+		return nil, boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("fn error = %v, want boom", err)
+	}
+	if n, logged := state(); n != 5 || logged != 1 {
+		t.Fatalf("after fn failed: n=%d, log rows=%d; want 5, 1", n, logged)
+	}
+
+	// Another session holds the row: the lock timeout set in the first
+	// round trip applies to the FOR UPDATE in it.
+	holder, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM counter WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = db.InTxPipelined(ctx, lockFirst, add(1))
+	_ = holder.Rollback(ctx)
+	if !errors.Is(err, postgres.ErrTimeout) {
+		t.Fatalf("locked row = %v, want ErrTimeout", err)
+	}
+	if waited := time.Since(began); waited > 3*time.Second {
+		t.Fatalf("waited %s for a 200ms lock timeout", waited)
+	}
+
+	// Every connection went back idle: many transactions after the
+	// failures, on every pooled connection, all commit.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- db.InTxPipelined(ctx, lockFirst, add(1))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("transaction after failures: %v", err)
+		}
+	}
+	if n, logged := state(); n != 45 || logged != 41 {
+		t.Fatalf("after 40 more: n=%d, log rows=%d; want 45, 41", n, logged)
+	}
+}
+
 // `stockguard verify` exits non-zero with a report when the books do not
 // balance.
 func TestVerify_ReportsLedgerMismatch(t *testing.T) {
@@ -241,7 +353,10 @@ func TestVerify_ReportsLedgerMismatch(t *testing.T) {
 
 // commitEater is a TCP proxy to PostgreSQL that, once armed, forwards a
 // COMMIT to the server and then cuts the connection before the answer
-// returns: the client cannot know whether the transaction committed.
+// returns: the client cannot know whether the transaction committed. It
+// reads the frontend protocol, so it finds a COMMIT sent as a simple query
+// or executed from a prepared statement, alone or pipelined behind other
+// statements, and not one that is only being prepared.
 type commitEater struct {
 	ln      net.Listener
 	target  string
@@ -314,11 +429,13 @@ func (p *commitEater) serve() {
 			defer server.Close()
 			defer client.Close()
 			buf := make([]byte, 32<<10)
+			var fe frontendStream
 			for {
 				n, err := client.Read(buf)
 				if n > 0 {
+					commits := fe.feed(buf[:n])
 					p.mu.Lock()
-					eat := p.armed && bytes.Contains(bytes.ToLower(buf[:n]), []byte("commit"))
+					eat := p.armed && commits
 					forward := p.forward
 					if eat {
 						p.armed = false
@@ -350,8 +467,72 @@ func (p *commitEater) serve() {
 	}
 }
 
+// frontendStream follows the messages a PostgreSQL client sends, enough to
+// tell when one executes a COMMIT.
+type frontendStream struct {
+	pending   []byte
+	started   bool            // the startup message has passed
+	statement map[string]bool // prepared statement name -> it is a COMMIT
+	portal    map[string]bool // bound portal name -> it runs a COMMIT
+}
+
+// feed takes the next bytes from the client and reports whether they
+// complete a message that executes a COMMIT.
+func (f *frontendStream) feed(b []byte) (commits bool) {
+	if f.statement == nil {
+		f.statement, f.portal = map[string]bool{}, map[string]bool{}
+	}
+	f.pending = append(f.pending, b...)
+	for {
+		if !f.started {
+			// Untyped: length, then a code. SSL and GSS requests come before
+			// the startup message proper.
+			if len(f.pending) < 8 {
+				return commits
+			}
+			n := int(binary.BigEndian.Uint32(f.pending))
+			if len(f.pending) < n {
+				return commits
+			}
+			code := binary.BigEndian.Uint32(f.pending[4:])
+			f.started = code != 80877103 && code != 80877104
+			f.pending = f.pending[n:]
+			continue
+		}
+		if len(f.pending) < 5 {
+			return commits
+		}
+		n := 1 + int(binary.BigEndian.Uint32(f.pending[1:]))
+		if len(f.pending) < n {
+			return commits
+		}
+		kind, body := f.pending[0], f.pending[5:n]
+		fields := bytes.SplitN(body, []byte{0}, 3)
+		isCommit := func(sql []byte) bool { return bytes.Contains(bytes.ToLower(sql), []byte("commit")) }
+		switch {
+		case kind == 'Q' && len(fields) > 0: // query
+			commits = commits || isCommit(fields[0])
+		case kind == 'P' && len(fields) > 1: // parse: name, query
+			f.statement[string(fields[0])] = isCommit(fields[1])
+		case kind == 'B' && len(fields) > 1: // bind: portal, statement
+			f.portal[string(fields[0])] = f.statement[string(fields[1])]
+		case kind == 'E' && len(fields) > 0: // execute: portal
+			commits = commits || f.portal[string(fields[0])]
+		}
+		f.pending = f.pending[n:]
+	}
+}
+
+// ambiguousPaths are the two ways a purchase reaches PostgreSQL: its own
+// transaction (InTx, COMMIT sent alone) and the coalescer's batch
+// (InTxPipelined, COMMIT pipelined behind the writes).
+var ambiguousPaths = []struct {
+	name     string
+	coalesce bool
+}{{"own transaction", false}, {"coalesced batch", true}}
+
 // ambiguousSetup returns stores whose connections pass through a commitEater.
-func ambiguousSetup(t *testing.T) (*commitEater, *invpg.ItemStore, *orders.Service, inventory.Item) {
+func ambiguousSetup(t *testing.T, coalesce bool) (*commitEater, *invpg.ItemStore, *orders.Service, inventory.Item) {
 	t.Helper()
 	dbURL := pg.NewMigratedDatabase(t)
 	u, err := url.Parse(dbURL)
@@ -371,64 +552,79 @@ func ambiguousSetup(t *testing.T) (*commitEater, *invpg.ItemStore, *orders.Servi
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return proxy, items, orders.NewService(ordpg.NewOrderStore(db)), it
+	store := ordpg.NewOrderStore(db)
+	svc := orders.NewService(store)
+	if coalesce {
+		c := orders.NewCoalescer(store, orders.CoalescerConfig{MaxBatch: 8, QueueSize: 8})
+		t.Cleanup(func() { _ = c.Stop(context.Background()) })
+		svc = svc.WithCoalescer(c)
+	}
+	return proxy, items, svc, it
 }
 
 // A purchase whose COMMIT answer is lost is resolved by looking up its
 // order id: the caller gets its order, and the stock moved exactly once.
 func TestAmbiguousCommit_LandedCommitIsResolvedByOrderID(t *testing.T) {
-	proxy, items, svc, it := ambiguousSetup(t)
-	proxy.arm(true)
-	placed, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"},
-		orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-1"})
-	if n := proxy.eatenCount(); n != 1 {
-		t.Fatalf("the proxy ate %d commits; the test did not exercise a lost commit", n)
-	}
-	if err != nil {
-		t.Fatalf("PlaceOrder after a lost COMMIT answer = %v; want the order, found by its id", err)
-	}
-	got, err := items.GetItem(context.Background(), it.ID)
-	if err != nil || got.Sold != 2 || got.Available != 3 {
-		t.Fatalf("item = %+v, %v; want exactly one purchase of 2", got, err)
-	}
-	// A client retry with the same key returns the same order, buying nothing more.
-	again, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"},
-		orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-1"})
-	if err != nil || again.ID != placed.ID {
-		t.Fatalf("retry = %+v, %v; want the original order %s", again, err, placed.ID)
-	}
-	report, err := items.Audit(context.Background())
-	if err != nil || !report.OK() {
-		t.Fatalf("audit = %+v, %v", report, err)
+	for _, path := range ambiguousPaths {
+		t.Run(path.name, func(t *testing.T) {
+			proxy, items, svc, it := ambiguousSetup(t, path.coalesce)
+			proxy.arm(true)
+			placed, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"},
+				orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-1"})
+			if n := proxy.eatenCount(); n != 1 {
+				t.Fatalf("the proxy ate %d commits; the test did not exercise a lost commit", n)
+			}
+			if err != nil {
+				t.Fatalf("PlaceOrder after a lost COMMIT answer = %v; want the order, found by its id", err)
+			}
+			got, err := items.GetItem(context.Background(), it.ID)
+			if err != nil || got.Sold != 2 || got.Available != 3 {
+				t.Fatalf("item = %+v, %v; want exactly one purchase of 2", got, err)
+			}
+			// A client retry with the same key returns the same order, buying nothing more.
+			again, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"},
+				orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-1"})
+			if err != nil || again.ID != placed.ID {
+				t.Fatalf("retry = %+v, %v; want the original order %s", again, err, placed.ID)
+			}
+			report, err := items.Audit(context.Background())
+			if err != nil || !report.OK() {
+				t.Fatalf("audit = %+v, %v", report, err)
+			}
+		})
 	}
 }
 
 // A COMMIT that never reached the server leaves the outcome unknown to the
 // client: it is told to retry with the same key, and that retry buys once.
 func TestAmbiguousCommit_LostCommitIsRetriedSafelyWithTheKey(t *testing.T) {
-	proxy, items, svc, it := ambiguousSetup(t)
-	proxy.arm(false)
-	req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-2"}
-	_, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req)
-	if n := proxy.eatenCount(); n != 1 {
-		t.Fatalf("the proxy ate %d commits; the test did not exercise a lost commit", n)
-	}
-	if !errors.Is(err, orders.ErrUnavailable) {
-		t.Fatalf("PlaceOrder after a lost COMMIT = %v, want ErrUnavailable (retry with the same key)", err)
-	}
-	got, err := items.GetItem(context.Background(), it.ID)
-	if err != nil || got.Sold != 0 || got.Available != 5 {
-		t.Fatalf("item = %+v, %v; the rolled-back purchase must not show", got, err)
-	}
-	placed, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req)
-	if err != nil {
-		t.Fatalf("retry = %v", err)
-	}
-	if again, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req); err != nil || again.ID != placed.ID {
-		t.Fatalf("second retry = %+v, %v; want %s", again, err, placed.ID)
-	}
-	if got, _ := items.GetItem(context.Background(), it.ID); got.Sold != 2 {
-		t.Fatalf("sold = %d, want 2", got.Sold)
+	for _, path := range ambiguousPaths {
+		t.Run(path.name, func(t *testing.T) {
+			proxy, items, svc, it := ambiguousSetup(t, path.coalesce)
+			proxy.arm(false)
+			req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: it.ID, Quantity: 2}}, IdempotencyKey: "amb-2"}
+			_, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req)
+			if n := proxy.eatenCount(); n != 1 {
+				t.Fatalf("the proxy ate %d commits; the test did not exercise a lost commit", n)
+			}
+			if !errors.Is(err, orders.ErrUnavailable) {
+				t.Fatalf("PlaceOrder after a lost COMMIT = %v, want ErrUnavailable (retry with the same key)", err)
+			}
+			got, err := items.GetItem(context.Background(), it.ID)
+			if err != nil || got.Sold != 0 || got.Available != 5 {
+				t.Fatalf("item = %+v, %v; the rolled-back purchase must not show", got, err)
+			}
+			placed, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req)
+			if err != nil {
+				t.Fatalf("retry = %v", err)
+			}
+			if again, err := svc.PlaceOrder(context.Background(), orders.Caller{CustomerID: "alice"}, req); err != nil || again.ID != placed.ID {
+				t.Fatalf("second retry = %+v, %v; want %s", again, err, placed.ID)
+			}
+			if got, _ := items.GetItem(context.Background(), it.ID); got.Sold != 2 {
+				t.Fatalf("sold = %d, want 2", got.Sold)
+			}
+		})
 	}
 }
 

@@ -28,10 +28,14 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 	}
 	var results []orders.BatchResult
 	var lockedAt time.Time
-	err := s.db.InTx(ctx, func(tx pgx.Tx) error {
+	// Two round trips: BEGIN, the row locks and the idempotency lookup go
+	// out together; the writes go out with COMMIT.
+	p := newBatchPlan(batch)
+	err := s.db.InTxPipelined(ctx, p.queueLockAndLookup, func(br pgx.BatchResults, q pg.Querier) (*pgx.Batch, error) {
+		var w writes
 		var err error
-		results, err = placeBatchInTx(ctx, tx, s.db.Metrics(), &lockedAt, batch, wanted)
-		return err
+		results, err = p.allocate(ctx, br, q, s.db.Metrics(), &lockedAt, wanted, &w)
+		return &w.b, err
 	})
 	s.observeHold(lockedAt)
 	var amb *pg.AmbiguousCommitError
@@ -62,26 +66,53 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 
 type holdingKey struct{ customer, item string }
 
-func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
-	results := make([]orders.BatchResult, len(batch))
+// batchPlan is one batch on its way through a pipelined transaction.
+type batchPlan struct {
+	batch           []orders.Order
+	customers, keys []string // the (customer, key) pairs to look up
+	ids             []string // the batch's items, sorted
+	lockSent        time.Time
+}
 
-	// The row locks of every item of the batch, in id order, and the keys
-	// already used (one lookup for the whole batch), sent together.
-	var customers, keys []string
+func newBatchPlan(batch []orders.Order) *batchPlan {
+	p := &batchPlan{batch: batch}
 	for _, o := range batch {
 		if o.IdempotencyKey != "" {
-			customers, keys = append(customers, o.CustomerID), append(keys, o.IdempotencyKey)
+			p.customers, p.keys = append(p.customers, o.CustomerID), append(p.keys, o.IdempotencyKey)
 		}
 	}
 	itemSet := map[string]bool{}
 	for _, o := range batch {
 		itemSet[o.Lines[0].ItemID] = true
 	}
-	ids := make([]string, 0, len(itemSet))
 	for id := range itemSet {
-		ids = append(ids, id)
+		p.ids = append(p.ids, id)
 	}
-	prior, items, err := priorAndLocked(ctx, tx, m, lockedAt, customers, keys, orders.SortedIDs(ids))
+	p.ids = orders.SortedIDs(p.ids)
+	return p
+}
+
+// queueLockAndLookup queues the row locks of every item of the batch, in id
+// order, and then the lookup of the keys already used (one for the whole
+// batch). The lookup runs after the locks are held, so it sees every batch
+// of the same items that committed before this one.
+func (p *batchPlan) queueLockAndLookup(b *pgx.Batch) {
+	b.Queue(lockSQL, p.ids)
+	if len(p.keys) > 0 {
+		b.Queue(`SELECT `+orderColumns+` FROM orders o
+			JOIN unnest($1::text[], $2::text[]) AS k(c, key) ON o.customer_id = k.c AND o.idempotency_key = k.key`, p.customers, p.keys)
+	}
+	p.lockSent = time.Now()
+}
+
+// allocate reads the locked rows and prior orders from br, allocates the
+// stock in arrival order, and adds the writes of the accepted orders to w.
+func (p *batchPlan) allocate(ctx context.Context, br pgx.BatchResults, q pg.Querier, m *pg.Metrics, lockedAt *time.Time,
+	wanted func(i int) bool, w *writes,
+) ([]orders.BatchResult, error) {
+	batch := p.batch
+	results := make([]orders.BatchResult, len(batch))
+	prior, items, err := p.readLockAndLookup(br, m, lockedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +124,7 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 		}
 	}
 	if len(limitedItems) > 0 {
-		rows, err := tx.Query(ctx, `SELECT customer_id, item_id::text, quantity FROM customer_holdings
+		rows, err := q.Query(ctx, `SELECT customer_id, item_id::text, quantity FROM customer_holdings
 			WHERE item_id = ANY($1::uuid[]) AND customer_id = ANY($2::text[])`, limitedItems, limitedCustomers)
 		if err != nil {
 			return nil, err
@@ -162,8 +193,7 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 	if len(accepted) == 0 {
 		return results, nil
 	}
-	var w writes
-	insertOrders(&w, accepted)
+	insertOrders(w, accepted)
 	moves := make([]inventory.Movement, len(accepted))
 	added := map[holdingKey]int32{}
 	for i, o := range accepted {
@@ -176,45 +206,25 @@ func placeBatchInTx(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 			added[holdingKey{o.CustomerID, d.ItemID}] += d.Quantity
 		}
 	}
-	applyMovements(ctx, &w, moves, accepted[len(accepted)-1].CreateTime)
+	applyMovements(ctx, w, moves, accepted[len(accepted)-1].CreateTime)
 	for k, q := range added {
-		addHoldings(&w, k.customer, []string{k.item}, []int32{q})
-	}
-	if err := w.send(ctx, tx); err != nil {
-		return nil, err
+		addHoldings(w, k.customer, []string{k.item}, []int32{q})
 	}
 	return results, nil
 }
 
-// priorAndLocked locks the rows of ids (sorted) and then finds the orders
-// already placed under the (customer, key) pairs, in one round trip. The
-// lookup runs after the locks are held, so it sees every batch of the same
-// items that committed before this one.
-func priorAndLocked(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time,
-	customers, keys, ids []string,
-) (prior map[string]orders.Order, items map[string]lockedItem, err error) {
-	var b pgx.Batch
-	b.Queue(lockSQL, ids)
-	if len(keys) > 0 {
-		b.Queue(`SELECT `+orderColumns+` FROM orders o
-			JOIN unnest($1::text[], $2::text[]) AS k(c, key) ON o.customer_id = k.c AND o.idempotency_key = k.key`, customers, keys)
-	}
-	began := time.Now()
-	br := tx.SendBatch(ctx, &b)
-	defer func() {
-		if cerr := br.Close(); err == nil && cerr != nil {
-			prior, items, err = nil, nil, cerr
-		}
-	}()
+// readLockAndLookup reads the results of queueLockAndLookup.
+func (p *batchPlan) readLockAndLookup(br pgx.BatchResults, m *pg.Metrics, lockedAt *time.Time) (map[string]orders.Order, map[string]lockedItem, error) {
 	rows, err := br.Query()
 	if err != nil {
 		return nil, nil, err
 	}
-	if items, err = scanLocked(rows, m, began, lockedAt); err != nil {
+	items, err := scanLocked(rows, m, p.lockSent, lockedAt)
+	if err != nil {
 		return nil, nil, err
 	}
-	prior = map[string]orders.Order{}
-	if len(keys) > 0 {
+	prior := map[string]orders.Order{}
+	if len(p.keys) > 0 {
 		rows, err := br.Query()
 		if err != nil {
 			return nil, nil, err
@@ -229,6 +239,7 @@ func priorAndLocked(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *tim
 	}
 	return prior, items, nil
 }
+
 func replayOf(prior, req orders.Order) orders.BatchResult {
 	if prior.RequestHash != req.RequestHash {
 		return orders.BatchResult{Err: orders.ErrIdempotencyKeyReused}
