@@ -6,6 +6,8 @@
 # SQL, no ledger rows), so `stockguard verify` is not run here.
 #
 #   bash benchmarks/growth.sh        (ROWS=10000000 RATE=1000 DURATION=20s ROUNDS=5)
+#
+# GROWTH_PGCONF adds PostgreSQL settings, e.g. GROWTH_PGCONF="-c wal_compression=lz4".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-10000000}"
@@ -25,7 +27,7 @@ NAME=stockguard-growth-pg
 docker rm -f "$NAME" >/dev/null 2>&1 || true
 trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true' EXIT
 docker run -d --name "$NAME" --network host "$IMAGE" sh -c \
-  "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=/tmp -c shared_buffers=512MB -c track_wal_io_timing=on -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements -c track_io_timing=on" >/dev/null
+  "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=/tmp -c shared_buffers=512MB -c track_wal_io_timing=on -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements -c track_io_timing=on ${GROWTH_PGCONF:-}" >/dev/null
 for _ in $(seq 1 60); do psql -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done
 P() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
 

@@ -17,7 +17,10 @@ PGPORT="${LOADTEST_PG_PORT:-55432}"
 OUT="benchmarks/results/loadtest-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 JSON="$OUT/runs.jsonl"
-log() { printf '\n[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log() {
+  printf '\n[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
+  if [[ -f "$OUT/timeline.txt" ]]; then echo "$(date +%H:%M:%S) --- $*" >> "$OUT/timeline.txt"; fi
+}
 
 export STOCKGUARD_JWT_SECRET="loadtest-secret-0123456789abcdef0123456789"
 BIN=/tmp/stockguard-loadtest
@@ -28,7 +31,11 @@ go build -o "$LOADGEN" ./benchmarks/loadgen
 # --- PostgreSQL --------------------------------------------------------------
 NAME=stockguard-loadtest-pg
 docker rm -f "$NAME" >/dev/null 2>&1 || true
-cleanup() { docker rm -f "$NAME" >/dev/null 2>&1 || true; [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null || true; }
+cleanup() {
+  [[ -n "${SAMPLER:-}" ]] && kill "$SAMPLER" 2>/dev/null || true
+  docker rm -f "$NAME" >/dev/null 2>&1 || true
+  [[ -n "${SERVER:-}" ]] && kill "$SERVER" 2>/dev/null || true
+}
 trap cleanup EXIT
 log "starting PostgreSQL ($IMAGE) on 127.0.0.1:$PGPORT"
 PGCONF="-c max_connections=300 -c shared_buffers=256MB -c synchronous_commit=on"
@@ -43,6 +50,23 @@ for _ in $(seq 1 60); do
   sleep 1
 done
 PGVERSION=$(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -Atc 'show server_version')
+
+# One line a second for the whole run, so a slow phase can be explained
+# afterwards: CPU (vmstat: runnable, user, system, idle, I/O wait), then
+# PostgreSQL's checkpoints, WAL full-page images and bytes, and the
+# autovacuum workers at work.
+echo "# time r us sy id wa | checkpoints wal_fpi wal_bytes autovacuum_workers" > "$OUT/timeline.txt"
+(
+  while :; do
+    cpu=$(vmstat 1 2 | tail -1 | awk '{print $1, $13, $14, $15, $16}')
+    pg=$(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -Atc "SELECT b.checkpoints_timed + b.checkpoints_req, w.wal_fpi, pg_size_pretty(w.wal_bytes),
+      (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker')
+      FROM pg_stat_bgwriter b, pg_stat_wal w" 2>/dev/null | tr '|' ' ')
+    echo "$(date +%H:%M:%S) $cpu $pg"
+  done
+) >> "$OUT/timeline.txt" 2>/dev/null &
+SAMPLER=$!
+mark() { echo "$(date +%H:%M:%S) --- $*" >> "$OUT/timeline.txt"; }
 
 fresh_db() {
   psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
@@ -83,7 +107,11 @@ start_server() { # coalesce(true|false) dbname
   echo "server did not start" >&2; exit 1
 }
 stop_server() { kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
-lg() { "$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$DURATION" -json "$JSON" "$@"; }
+lg() {
+  mark "loadgen $*"
+  "$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$DURATION" -json "$JSON" "$@"
+  mark "loadgen done"
+}
 
 log "stockguard, coalescing on"
 start_server true coalesced
