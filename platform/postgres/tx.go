@@ -83,7 +83,7 @@ type Runner struct {
 	pool     *pgxpool.Pool
 	cfg      TxConfig
 	begin    string // BEGIN with the timeouts set for the transaction
-	timeouts string // one statement that sets the timeouts, for a pipelined BEGIN
+	settings string // one statement that sets the timeouts and planner settings of a pipelined transaction
 	metrics  *Metrics
 }
 
@@ -95,9 +95,16 @@ func NewRunner(pool *pgxpool.Pool, cfg TxConfig) *Runner {
 	// The values are formatted durations, never user input.
 	begin := fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = '%s'; SET LOCAL statement_timeout = '%s'",
 		millis(cfg.LockTimeout), millis(cfg.StatementTimeout))
-	timeouts := fmt.Sprintf("SELECT set_config('lock_timeout', '%s', true), set_config('statement_timeout', '%s', true)",
+	// A pipelined transaction's statements are index lookups and inserts by
+	// design. With sequential scans off, statistics gathered while a table
+	// was tiny cannot plan one: a batch over 75 of 10,000 items just
+	// created, with items last analyzed when it held one row, was planned
+	// as a scan of every item for the row locks and another for the UPDATE,
+	// until autovacuum analyzed the table again.
+	settings := fmt.Sprintf("SELECT set_config('lock_timeout', '%s', true), set_config('statement_timeout', '%s', true), "+
+		"set_config('enable_seqscan', 'off', true)",
 		millis(cfg.LockTimeout), millis(cfg.StatementTimeout))
-	return &Runner{pool: pool, cfg: cfg, begin: begin, timeouts: timeouts}
+	return &Runner{pool: pool, cfg: cfg, begin: begin, settings: settings}
 }
 
 // WithMetrics makes the runner record its transactions in m.
@@ -129,8 +136,9 @@ type Querier interface {
 }
 
 // InTxPipelined runs a transaction in two round trips where InTx takes
-// four. The first carries BEGIN, the timeouts and the statements that
-// first queues; fn reads their results from br, in the order they were
+// four. The first carries BEGIN, the timeouts, enable_seqscan = off (the
+// transaction is meant for statements that find their rows by index) and
+// the statements that first queues; fn reads their results from br, in the order they were
 // queued, and may then run more statements through q. The second carries
 // the batch fn returns (nil for none) followed by COMMIT. A transaction
 // that holds row locks thus holds them for one round trip fewer, and the
@@ -225,10 +233,10 @@ func (r *Runner) oncePipelined(ctx context.Context, first func(b *pgx.Batch),
 
 	var b pgx.Batch
 	b.Queue("BEGIN")
-	b.Queue(r.timeouts)
+	b.Queue(r.settings)
 	first(&b)
 	q := &pipelined{br: conn.SendBatch(ctx, &b), conn: conn}
-	for range 2 { // BEGIN, timeouts
+	for range 2 { // BEGIN, settings
 		if _, err := q.br.Exec(); err != nil {
 			_ = q.close()
 			return err

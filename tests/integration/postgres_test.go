@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"strings"
@@ -318,6 +319,37 @@ func TestRunner_PipelinedTxIsAllOrNothing(t *testing.T) {
 	}
 	if n, logged := state(); n != 45 || logged != 41 {
 		t.Fatalf("after 40 more: n=%d, log rows=%d; want 45, 41", n, logged)
+	}
+}
+
+// Creating items keeps the table's statistics current: without it, the
+// plans PostgreSQL keeps for foreign-key checks, made while the table was
+// tiny, scan every item for every ledger row and order line until
+// autovacuum analyzes it.
+func TestItems_CreationRefreshesStatistics(t *testing.T) {
+	db := newRunner(t, defaultTx)
+	ctx := context.Background()
+	svc := inventory.NewService(invpg.NewItemStore(db))
+	stats := func() (analyzed bool, estimate float64) {
+		t.Helper()
+		if err := db.Pool().QueryRow(ctx, `SELECT s.last_analyze IS NOT NULL, c.reltuples FROM pg_stat_user_tables s
+			JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'items'`).Scan(&analyzed, &estimate); err != nil {
+			t.Fatal(err)
+		}
+		return analyzed, estimate
+	}
+	for i := range 130 {
+		if _, err := svc.CreateItem(ctx, inventory.NewItem{SKU: fmt.Sprintf("STATS-%d", i), Name: "s", InitialStock: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 62 { // 63 created: not yet
+			if analyzed, _ := stats(); analyzed {
+				t.Fatal("items analyzed before the 64th creation")
+			}
+		}
+	}
+	if analyzed, estimate := stats(); !analyzed || estimate < 128 {
+		t.Fatalf("after 130 creations: analyzed=%v, estimated rows=%v; want analyzed at 128 rows or more", analyzed, estimate)
 	}
 }
 
