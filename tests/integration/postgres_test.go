@@ -300,14 +300,16 @@ func TestRunner_PipelinedTxIsAllOrNothing(t *testing.T) {
 	}
 
 	// Every connection went back idle: many transactions after the
-	// failures, on every pooled connection, all commit.
+	// failures, on every pooled connection, all commit. They queue for the
+	// one row, so they get a lock timeout no busy machine can reach.
+	patient := postgres.NewRunner(db.Pool(), postgres.TxConfig{LockTimeout: time.Minute, StatementTimeout: 2 * time.Minute, MaxAttempts: 3})
 	var wg sync.WaitGroup
 	errs := make(chan error, 40)
 	for range 40 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- db.InTxPipelined(ctx, lockFirst, add(1))
+			errs <- patient.InTxPipelined(ctx, lockFirst, add(1))
 		}()
 	}
 	wg.Wait()
