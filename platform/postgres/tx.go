@@ -201,13 +201,30 @@ func (r *Runner) once(ctx context.Context, fn func(pgx.Tx) error) error {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) {
-			return err // the server answered: definitely not committed
+		if notCommitted(err) {
+			return err
 		}
 		return &AmbiguousCommitError{Err: err}
 	}
 	return nil
+}
+
+// notCommitted reports whether err, from COMMIT or from a statement sent
+// with it, proves that the transaction did not commit: nothing was sent,
+// the transaction had already failed, or the server answered with an error
+// and kept the session. A FATAL or PANIC ends the session and may arrive
+// after the commit itself, so it proves nothing.
+func notCommitted(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		severity := pgErr.SeverityUnlocalized
+		if severity == "" {
+			severity = pgErr.Severity
+		}
+		return severity != "FATAL" && severity != "PANIC"
+	}
+	var notSent pgx.ErrPreprocessingBatch
+	return errors.As(err, &notSent) || errors.Is(err, pgx.ErrTxCommitRollback)
 }
 
 func (r *Runner) oncePipelined(ctx context.Context, first func(b *pgx.Batch),
@@ -265,18 +282,19 @@ func (r *Runner) oncePipelined(ctx context.Context, first func(b *pgx.Batch),
 	if err == nil {
 		tag, err = br.Exec()
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	var pgErr *pgconn.PgError
-	var notSent pgx.ErrPreprocessingBatch
+	closeErr := br.Close()
 	switch {
+	case err == nil && tag.String() == "COMMIT":
+		return nil // committed, whatever becomes of the connection after
 	case err == nil && tag.String() == "ROLLBACK":
 		return pgx.ErrTxCommitRollback
+	case err == nil && closeErr != nil:
+		err = closeErr
 	case err == nil:
-		return nil
-	case errors.As(err, &pgErr), errors.As(err, &notSent):
-		return err // the server answered, or nothing was sent: not committed
+		err = fmt.Errorf("postgres: COMMIT answered %q", tag.String())
+	}
+	if notCommitted(err) {
+		return err
 	}
 	return &AmbiguousCommitError{Err: err}
 }
