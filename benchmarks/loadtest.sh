@@ -17,9 +17,11 @@ PGPORT="${LOADTEST_PG_PORT:-55432}"
 OUT="benchmarks/results/loadtest-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
 JSON="$OUT/runs.jsonl"
+# mark notes a step in the run's timeline (once the timeline exists).
+mark() { if [[ -f "$OUT/timeline.txt" ]]; then echo "$(date +%H:%M:%S) --- $*" >> "$OUT/timeline.txt"; fi; }
 log() {
   printf '\n[loadtest %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2
-  if [[ -f "$OUT/timeline.txt" ]]; then echo "$(date +%H:%M:%S) --- $*" >> "$OUT/timeline.txt"; fi
+  mark "$*"
 }
 
 export STOCKGUARD_JWT_SECRET="loadtest-secret-0123456789abcdef0123456789"
@@ -66,8 +68,6 @@ echo "# time r us sy id wa | checkpoints wal_fpi wal_bytes autovacuum_workers" >
   done
 ) >> "$OUT/timeline.txt" 2>/dev/null &
 SAMPLER=$!
-mark() { echo "$(date +%H:%M:%S) --- $*" >> "$OUT/timeline.txt"; }
-
 fresh_db() {
   psql -h 127.0.0.1 -p "$PGPORT" -U postgres -qc "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
   DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/$1?sslmode=disable" "$BIN" migrate >/dev/null 2>&1

@@ -76,13 +76,11 @@ type batchPlan struct {
 
 func newBatchPlan(batch []orders.Order) *batchPlan {
 	p := &batchPlan{batch: batch}
+	itemSet := map[string]bool{}
 	for _, o := range batch {
 		if o.IdempotencyKey != "" {
 			p.customers, p.keys = append(p.customers, o.CustomerID), append(p.keys, o.IdempotencyKey)
 		}
-	}
-	itemSet := map[string]bool{}
-	for _, o := range batch {
 		itemSet[o.Lines[0].ItemID] = true
 	}
 	for id := range itemSet {
