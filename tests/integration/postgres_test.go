@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/stockguard/stockguard/cmd/stockguard/app"
@@ -663,3 +665,183 @@ func TestAmbiguousCommit_LostCommitIsRetriedSafelyWithTheKey(t *testing.T) {
 }
 
 func pgxConnect(url string) (*pgx.Conn, error) { return pgx.Connect(context.Background(), url) }
+
+// keyRace sets up a batch that loses the race for idempotency keys: items
+// and a store whose transactions are counted, and rivals, each a
+// transaction that inserted an order under a key of the batch and is held
+// open, so the batch's lookup misses it and the batch's insert waits on it.
+type keyRace struct {
+	store   *ordpg.OrderStore
+	items   *invpg.ItemStore
+	item    inventory.Item
+	reg     *prometheus.Registry
+	dbURL   string
+	rivalTx []pgx.Tx
+	xids    []string
+}
+
+func newKeyRace(t *testing.T) *keyRace {
+	t.Helper()
+	r := &keyRace{dbURL: pg.NewMigratedDatabase(t), reg: prometheus.NewRegistry()}
+	pool, err := postgres.Open(context.Background(), postgres.PoolConfig{URL: r.dbURL, MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	db := postgres.NewRunner(pool, defaultTx).WithMetrics(postgres.NewMetrics(r.reg))
+	r.items = invpg.NewItemStore(db)
+	r.store = ordpg.NewOrderStore(db)
+	r.item, err = inventory.NewService(r.items).CreateItem(context.Background(), inventory.NewItem{SKU: "RACE", Name: "r", InitialStock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// rival opens a transaction that uses customer's key for another request
+// and leaves it uncommitted.
+func (r *keyRace) rival(t *testing.T, customer, key string) {
+	t.Helper()
+	conn, err := pgxConnect(r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xid string
+	if err := tx.QueryRow(context.Background(), `INSERT INTO orders (id, customer_id, status, idempotency_key, request_hash, create_time, update_time)
+		VALUES (gen_random_uuid(), $1, 2, $2, 'another request', now(), now()) RETURNING pg_current_xact_id()::text`, customer, key).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	r.rivalTx, r.xids = append(r.rivalTx, tx), append(r.xids, xid)
+}
+
+// commitRivalOnceWaitedOn waits until a transaction waits for rival i to
+// end (the batch's insert met its key), then commits it.
+func (r *keyRace) commitRivalOnceWaitedOn(t *testing.T, i int) {
+	t.Helper()
+	conn, err := pgxConnect(r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'transactionid' AND NOT granted AND transactionid::text = $1`, r.xids[i]).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing waited on rival %d's key within 20 s", i)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := r.rivalTx[i].Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *keyRace) order(customer, key string) orders.Order {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: r.item.ID, Quantity: 1}}, IdempotencyKey: key}
+	return orders.Order{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: customer, Status: orders.StatusConfirmed,
+		Lines: req.Lines, IdempotencyKey: key, RequestHash: req.Hash(), CreateTime: now, UpdateTime: now}
+}
+
+func (r *keyRace) commits(t *testing.T) uint64 {
+	t.Helper()
+	families, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "stockguard_db_transaction_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "commit" {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// A batch whose key a concurrent order wins after the lookup rolls back
+// whole and is placed again: that order gets the key's outcome (here the
+// key was used for another request), and the rest of the batch still
+// commits as one transaction.
+func TestPlaceBatch_KeyWonByAConcurrentOrderIsPlacedAgainAsOneBatch(t *testing.T) {
+	r := newKeyRace(t)
+	r.rival(t, "alice", "k-alice")
+	batch := []orders.Order{r.order("alice", "k-alice"), r.order("bob", "k-bob"), r.order("carol", "k-carol")}
+	before := r.commits(t)
+	done := make(chan struct{})
+	var results []orders.BatchResult
+	var err error
+	go func() {
+		defer close(done)
+		results, err = r.store.PlaceBatch(context.Background(), batch, nil)
+	}()
+	r.commitRivalOnceWaitedOn(t, 0)
+	<-done
+	if err != nil || len(results) != 3 {
+		t.Fatalf("PlaceBatch = %v, %v", results, err)
+	}
+	if !errors.Is(results[0].Err, orders.ErrIdempotencyKeyReused) {
+		t.Fatalf("alice's order = %+v; want ErrIdempotencyKeyReused, the rival used her key first", results[0])
+	}
+	for _, res := range results[1:] {
+		if res.Err != nil || res.Replayed {
+			t.Fatalf("result = %+v; want placed", res)
+		}
+	}
+	if n := r.commits(t) - before; n != 1 {
+		t.Fatalf("%d transactions committed; want bob's and carol's orders in one", n)
+	}
+	if got, err := r.items.GetItem(context.Background(), r.item.ID); err != nil || got.Sold != 2 || got.Available != 8 {
+		t.Fatalf("item = %+v, %v; want 2 sold", got, err)
+	}
+}
+
+// If the key race is lost again on the second try, the orders go one by
+// one, which settles any number of races.
+func TestPlaceBatch_KeyRaceLostTwiceFallsBackToOneByOne(t *testing.T) {
+	r := newKeyRace(t)
+	r.rival(t, "alice", "k-alice")
+	r.rival(t, "carol", "k-carol")
+	batch := []orders.Order{r.order("alice", "k-alice"), r.order("bob", "k-bob"), r.order("carol", "k-carol")}
+	done := make(chan struct{})
+	var results []orders.BatchResult
+	var err error
+	go func() {
+		defer close(done)
+		results, err = r.store.PlaceBatch(context.Background(), batch, nil)
+	}()
+	r.commitRivalOnceWaitedOn(t, 0) // the first try meets alice's rival
+	r.commitRivalOnceWaitedOn(t, 1) // the second try, carol's
+	<-done
+	if err != nil || len(results) != 3 {
+		t.Fatalf("PlaceBatch = %v, %v", results, err)
+	}
+	for _, i := range []int{0, 2} {
+		if !errors.Is(results[i].Err, orders.ErrIdempotencyKeyReused) {
+			t.Fatalf("order %d = %+v; want ErrIdempotencyKeyReused", i, results[i])
+		}
+	}
+	if results[1].Err != nil || results[1].Replayed {
+		t.Fatalf("bob's order = %+v; want placed", results[1])
+	}
+	if got, err := r.items.GetItem(context.Background(), r.item.ID); err != nil || got.Sold != 1 || got.Available != 9 {
+		t.Fatalf("item = %+v, %v; want 1 sold", got, err)
+	}
+}

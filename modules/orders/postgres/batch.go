@@ -26,6 +26,26 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 			return nil, fmt.Errorf("place batch: every order must name a single item")
 		}
 	}
+	// A duplicate key placed outside the batch (the same customer and key
+	// used for another item at the same moment) can win the unique index
+	// after the batch looked its keys up. The batch then rolled back whole;
+	// a second try looks the keys up again and sees the winner. Only if a
+	// duplicate wins again do the orders go one by one, which resolves any
+	// number of races but costs a transaction each.
+	for try := 0; ; try++ {
+		results, err := s.placeBatchOnce(ctx, batch, wanted)
+		if !pg.IsUniqueViolation(err, "orders_idempotency_key") {
+			return results, err
+		}
+		if try == 1 {
+			return orders.PlaceEach(ctx, batch, wanted, s.PlaceOrder), nil
+		}
+	}
+}
+
+// placeBatchOnce is one transaction of PlaceBatch. A unique violation on
+// the idempotency key comes back unmapped, for PlaceBatch to resolve.
+func (s *OrderStore) placeBatchOnce(ctx context.Context, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	var results []orders.BatchResult
 	var lockedAt time.Time
 	// Two round trips: BEGIN, the row locks and the idempotency lookup go
@@ -57,9 +77,7 @@ func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wante
 		s.db.Metrics().AmbiguousCommit("unknown")
 		return nil, fmt.Errorf("place batch: %w: commit outcome unknown, retry with the same idempotency key: %w", orders.ErrUnavailable, err)
 	case pg.IsUniqueViolation(err, "orders_idempotency_key"):
-		// A duplicate placed outside this batch won the race for a key:
-		// fall back to placing each order on its own, which resolves it.
-		return orders.PlaceEach(ctx, batch, wanted, s.PlaceOrder), nil
+		return nil, err
 	}
 	return nil, mapErr("place batch", err)
 }
