@@ -79,7 +79,7 @@ func Defaults() Config {
 		WSMaxConnections:  20_000,
 		AuditInterval:     5 * time.Minute,
 		Coalesce:          true,
-		CoalesceMaxBatch:  256,
+		CoalesceMaxBatch:  4096,
 		CoalesceQueue:     4096,
 		CoalesceLanes:     4,
 		MetricsItemCap:    100,
