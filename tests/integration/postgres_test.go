@@ -748,6 +748,27 @@ func (r *keyRace) commitRivalOnceWaitedOn(t *testing.T, i int) {
 	}
 }
 
+// placeWhileRivalsCommit places batch, committing each rival, in the order
+// they were opened, once the batch waits on it.
+func (r *keyRace) placeWhileRivalsCommit(t *testing.T, batch []orders.Order) []orders.BatchResult {
+	t.Helper()
+	done := make(chan struct{})
+	var results []orders.BatchResult
+	var err error
+	go func() {
+		defer close(done)
+		results, err = r.store.PlaceBatch(context.Background(), batch, nil)
+	}()
+	for i := range r.rivalTx {
+		r.commitRivalOnceWaitedOn(t, i)
+	}
+	<-done
+	if err != nil || len(results) != len(batch) {
+		t.Fatalf("PlaceBatch = %v, %v", results, err)
+	}
+	return results
+}
+
 func (r *keyRace) order(customer, key string) orders.Order {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: r.item.ID, Quantity: 1}}, IdempotencyKey: key}
@@ -785,18 +806,7 @@ func TestPlaceBatch_KeyWonByAConcurrentOrderIsPlacedAgainAsOneBatch(t *testing.T
 	r.rival(t, "alice", "k-alice")
 	batch := []orders.Order{r.order("alice", "k-alice"), r.order("bob", "k-bob"), r.order("carol", "k-carol")}
 	before := r.commits(t)
-	done := make(chan struct{})
-	var results []orders.BatchResult
-	var err error
-	go func() {
-		defer close(done)
-		results, err = r.store.PlaceBatch(context.Background(), batch, nil)
-	}()
-	r.commitRivalOnceWaitedOn(t, 0)
-	<-done
-	if err != nil || len(results) != 3 {
-		t.Fatalf("PlaceBatch = %v, %v", results, err)
-	}
+	results := r.placeWhileRivalsCommit(t, batch)
 	if !errors.Is(results[0].Err, orders.ErrIdempotencyKeyReused) {
 		t.Fatalf("alice's order = %+v; want ErrIdempotencyKeyReused, the rival used her key first", results[0])
 	}
@@ -820,19 +830,8 @@ func TestPlaceBatch_KeyRaceLostTwiceFallsBackToOneByOne(t *testing.T) {
 	r.rival(t, "alice", "k-alice")
 	r.rival(t, "carol", "k-carol")
 	batch := []orders.Order{r.order("alice", "k-alice"), r.order("bob", "k-bob"), r.order("carol", "k-carol")}
-	done := make(chan struct{})
-	var results []orders.BatchResult
-	var err error
-	go func() {
-		defer close(done)
-		results, err = r.store.PlaceBatch(context.Background(), batch, nil)
-	}()
-	r.commitRivalOnceWaitedOn(t, 0) // the first try meets alice's rival
-	r.commitRivalOnceWaitedOn(t, 1) // the second try, carol's
-	<-done
-	if err != nil || len(results) != 3 {
-		t.Fatalf("PlaceBatch = %v, %v", results, err)
-	}
+	// The first try meets alice's rival; the second, carol's.
+	results := r.placeWhileRivalsCommit(t, batch)
 	for _, i := range []int{0, 2} {
 		if !errors.Is(results[i].Err, orders.ErrIdempotencyKeyReused) {
 			t.Fatalf("order %d = %+v; want ErrIdempotencyKeyReused", i, results[i])
