@@ -26,24 +26,10 @@ type row struct {
 type ItemStore struct {
 	onChange atomic.Pointer[func(context.Context, []inventory.Item)]
 
-	mu    sync.RWMutex // guards rows, skus and ids (not the rows' contents)
-	rows  map[string]*row
-	skus  map[string]string
-	ids   []string // sorted ascending
-	ledgr ledger
-}
-
-// ledger keeps every movement; the in-memory store lives only as long as
-// the process, so it grows with the orders it records and no further.
-type ledger struct {
-	mu   sync.Mutex
-	rows []inventory.Movement
-}
-
-func (l *ledger) append(ms ...inventory.Movement) {
-	l.mu.Lock()
-	l.rows = append(l.rows, ms...)
-	l.mu.Unlock()
+	mu   sync.RWMutex // guards rows, skus and ids (not the rows' contents)
+	rows map[string]*row
+	skus map[string]string
+	ids  []string // sorted ascending
 }
 
 // OnChange registers fn to hear every committed stock change, with the
@@ -72,7 +58,6 @@ func (s *ItemStore) CreateItem(ctx context.Context, it inventory.Item) (inventor
 	s.skus[it.SKU] = it.ID
 	i, _ := slices.BinarySearch(s.ids, it.ID)
 	s.ids = slices.Insert(s.ids, i, it.ID)
-	s.ledgr.append(inventory.Movement{ItemID: it.ID, Kind: inventory.MovementCreate, Available: it.Available, CreateTime: it.CreateTime})
 	return it, nil
 }
 
@@ -157,7 +142,7 @@ func (s *ItemStore) AdjustStock(ctx context.Context, id string, delta int32) (in
 
 // UpdateItems locks the items ids (sorted ascending, no duplicates) in that
 // order and calls fn with copies of them. When fn returns nil, its movements
-// are applied to the items and appended to the ledger before the locks are
+// are applied to the items and added to their ledger sums before the locks are
 // released; otherwise nothing changes. Each item moved gets one new version.
 func (s *ItemStore) UpdateItems(ctx context.Context, ids []string, fn func(items []inventory.Item) ([]inventory.Movement, error)) error {
 	if err := ctx.Err(); err != nil {
@@ -234,7 +219,6 @@ func (s *ItemStore) UpdateItems(ctx context.Context, ids []string, fn func(items
 			sums.Adjusted += int64(m.Available)
 		}
 	}
-	s.ledgr.append(moves...)
 	return nil
 }
 
@@ -258,11 +242,4 @@ func (s *ItemStore) Audit(ctx context.Context) (inventory.AuditReport, error) {
 		report.Discrepancies = append(report.Discrepancies, inventory.CheckAgainstLedger(it, sums)...)
 	}
 	return report, nil
-}
-
-// Movements returns a copy of the ledger, oldest first.
-func (s *ItemStore) Movements() []inventory.Movement {
-	s.ledgr.mu.Lock()
-	defer s.ledgr.mu.Unlock()
-	return slices.Clone(s.ledgr.rows)
 }
