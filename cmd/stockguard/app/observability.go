@@ -68,7 +68,7 @@ func registerModuleMetrics(reg prometheus.Registerer, cfg config.Config, sweeper
 	if coalescer != nil {
 		batch := prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "stockguard_order_batch_size", Help: "Purchases committed together by the coalescer.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13), // 1 to 4,096, the default bound
 		})
 		coalescer.OnBatch(func(n int) { batch.Observe(float64(n)) })
 		collectors = append(collectors, batch,
