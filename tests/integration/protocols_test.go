@@ -238,12 +238,12 @@ func TestAbuse_BodiesThatAreTooBigOrBroken(t *testing.T) {
 		status int
 		code   string // JSON "code" as number (REST) or name (Connect)
 	}{
-		{"REST oversized body", "/v1/items", admin, []byte(big), http.StatusTooManyRequests, "8"},
+		{"REST oversized body", "/v1/items", admin, []byte(big), http.StatusRequestEntityTooLarge, "8"},
 		{"Connect oversized body", "/stockguard.v1.InventoryService/CreateItem", connectJSON, []byte(big), http.StatusTooManyRequests, `"resource_exhausted"`},
 		{"REST truncated JSON", "/v1/items", admin, []byte(`{"sku":`), http.StatusBadRequest, "3"},
 		{"Connect truncated JSON", "/stockguard.v1.InventoryService/CreateItem", connectJSON, []byte(`{"sku":`), http.StatusBadRequest, `"invalid_argument"`},
 		{"REST wrong JSON type", "/v1/items", admin, []byte(`{"initialStock":"lots"}`), http.StatusBadRequest, "3"},
-		{"REST gzip bomb", "/v1/items", withGzip(admin), bomb.Bytes(), http.StatusTooManyRequests, "8"},
+		{"REST gzip bomb", "/v1/items", withGzip(admin), bomb.Bytes(), http.StatusRequestEntityTooLarge, "8"},
 		{"Connect gzip bomb", "/stockguard.v1.InventoryService/CreateItem", withGzip(connectJSON), bomb.Bytes(), http.StatusTooManyRequests, `"resource_exhausted"`},
 	}
 	if bomb.Len() > 100<<10 {

@@ -126,9 +126,36 @@ func NewAPIHandler(inv *InventoryHandler, ord *OrderHandler, stock *StockHandler
 			// a bare 404. The path can only mean a Connect unary call.
 			r.Header.Set("Connect-Protocol-Version", "1")
 		}
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			w = &restStatusWriter{ResponseWriter: w}
+		}
 		transcoder.ServeHTTP(w, r)
 	}), nil
 }
+
+// restStatusWriter answers a REST call refused for its size with 413
+// Content Too Large instead of the 429 that resource_exhausted maps to: a
+// 429 tells a client to try the same request again later, and a body that
+// is too big stays too big. Every resource_exhausted of our own (rate limit,
+// overload) carries Retry-After; the size limits (the message and body
+// caps, the decompressed-size cap) do not, and that tells them apart. The
+// JSON body still says code 8, resource_exhausted.
+type restStatusWriter struct{ http.ResponseWriter }
+
+func (w *restStatusWriter) WriteHeader(code int) {
+	if code == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		code = http.StatusRequestEntityTooLarge
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *restStatusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *restStatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // isConnectJSONWithoutVersion reports whether r is a JSON POST to one of our
 // procedures (/stockguard.v1.Service/Method) that left out the
