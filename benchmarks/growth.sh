@@ -14,7 +14,6 @@ ROWS="${ROWS:-10000000}"
 RATE="${RATE:-1000}"
 DURATION="${DURATION:-20s}"
 ROUNDS="${ROUNDS:-5}"
-IMAGE="${STOCKGUARD_TEST_POSTGRES_IMAGE:-stockguard/postgres:15}"
 PGPORT="${GROWTH_PG_PORT:-55433}"
 OUT="benchmarks/results/growth-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
@@ -24,11 +23,12 @@ BIN=/tmp/stockguard-growth
 go build -o "$BIN" ./cmd/stockguard
 go build -o /tmp/stockguard-loadgen ./benchmarks/loadgen
 NAME=stockguard-growth-pg
-docker rm -f "$NAME" >/dev/null 2>&1 || true
 trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true' EXIT
-docker run -d --name "$NAME" --network host "$IMAGE" sh -c \
-  "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=/tmp -c shared_buffers=512MB -c track_wal_io_timing=on -c max_wal_size=4GB -c shared_preload_libraries=pg_stat_statements -c track_io_timing=on ${GROWTH_PGCONF:-}" >/dev/null
-for _ in $(seq 1 60); do psql -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 1; done
+# shellcheck source=benchmarks/postgres.sh
+source benchmarks/postgres.sh
+# shellcheck disable=SC2086 # GROWTH_PGCONF is a list of settings
+start_postgres "$NAME" "$PGPORT" -c shared_buffers=512MB -c track_wal_io_timing=on -c max_wal_size=4GB \
+  -c shared_preload_libraries=pg_stat_statements -c track_io_timing=on ${GROWTH_PGCONF:-}
 P() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
 
 # Load both histories first, so the measurements below can alternate

@@ -32,7 +32,6 @@ go build -o "$LOADGEN" ./benchmarks/loadgen
 
 # --- PostgreSQL --------------------------------------------------------------
 NAME=stockguard-loadtest-pg
-docker rm -f "$NAME" >/dev/null 2>&1 || true
 cleanup() {
   [[ -n "${SAMPLER:-}" ]] && kill "$SAMPLER" 2>/dev/null || true
   docker rm -f "$NAME" >/dev/null 2>&1 || true
@@ -41,16 +40,10 @@ cleanup() {
 trap cleanup EXIT
 log "starting PostgreSQL ($IMAGE) on 127.0.0.1:$PGPORT"
 PGCONF="-c max_connections=300 -c shared_buffers=256MB -c synchronous_commit=on"
-if [[ "$IMAGE" == *stockguard/postgres* ]]; then
-  docker run -d --name "$NAME" --network host "$IMAGE" sh -c \
-    "initdb -D /var/lib/postgresql/data -A trust -U postgres >/dev/null && echo 'host all all 0.0.0.0/0 trust' >> /var/lib/postgresql/data/pg_hba.conf && exec postgres -D /var/lib/postgresql/data -c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=/tmp $PGCONF" >/dev/null
-else
-  docker run -d --name "$NAME" --network host -e POSTGRES_HOST_AUTH_METHOD=trust "$IMAGE" postgres -c listen_addresses=127.0.0.1 -c port=$PGPORT $PGCONF >/dev/null
-fi
-for _ in $(seq 1 60); do
-  psql -h 127.0.0.1 -p "$PGPORT" -U postgres -c 'select 1' >/dev/null 2>&1 && break
-  sleep 1
-done
+# shellcheck source=benchmarks/postgres.sh
+source benchmarks/postgres.sh
+# shellcheck disable=SC2086 # PGCONF is a list of settings
+start_postgres "$NAME" "$PGPORT" $PGCONF
 PGVERSION=$(psql -h 127.0.0.1 -p "$PGPORT" -U postgres -Atc 'show server_version')
 
 # One line a second for the whole run, so a slow phase can be explained
