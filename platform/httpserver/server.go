@@ -65,6 +65,11 @@ func New(name, addr string, handler http.Handler, log *zap.Logger, readHeaderTim
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	// net/http reports what went wrong with a connection (a handshake that
+	// timed out, an accept error, a handler bug) through ErrorLog. These are
+	// worth an operator's eye, so they are warnings. The level is valid, so
+	// NewStdLogAt cannot fail.
+	errorLog, _ := zap.NewStdLogAt(log.Named("net/http"), zap.WarnLevel)
 	return &Server{
 		name: name,
 		log:  log.With(zap.String("server", name)),
@@ -78,7 +83,7 @@ func New(name, addr string, handler http.Handler, log *zap.Logger, readHeaderTim
 			WriteTimeout:      WriteTimeout,
 			IdleTimeout:       IdleTimeout,
 			MaxHeaderBytes:    MaxHeaderBytes,
-			ErrorLog:          zap.NewStdLog(log.Named("net/http")),
+			ErrorLog:          errorLog,
 		},
 	}
 }

@@ -241,6 +241,12 @@ func rpcOutcome(err error) outcome {
 		return outcome{Code: connect.CodeUnknown, Reason: "CLIENT: " + err.Error()}
 	}
 	o := outcome{Code: ce.Code()}
+	if ce.Code() == connect.CodeUnavailable && len(ce.Details()) == 0 {
+		// The server never answers unavailable without an ErrorInfo: this
+		// call failed in transport (a closed connection, a refused
+		// stream). Keep what happened, as the REST client does.
+		o.Reason = "CLIENT: " + ce.Message()
+	}
 	for _, d := range ce.Details() {
 		v, derr := d.Value()
 		if derr != nil {
