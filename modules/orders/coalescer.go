@@ -45,6 +45,7 @@ type Coalescer struct {
 
 	onBatch func(size int)
 	shed    atomic.Uint64
+	busy    atomic.Uint64
 	queued  atomic.Int64
 }
 
@@ -56,7 +57,19 @@ type placement struct {
 	ctx    context.Context
 	order  Order
 	result chan BatchResult // capacity 1
+	busy   int              // batches that left it out because its item was locked
 }
+
+// A purchase whose item another transaction holds locked is left out of
+// its batch (ErrItemBusy) and goes first into the lane's next batch, after
+// a pause of busyPause, doubled each time, unless new purchases come first.
+// After maxBusy such tries the item's purchases are placed one by one with
+// a lock that waits, beside the lane (which goes on with other items), so a
+// row that is locked again and again cannot starve them.
+const (
+	busyPause = time.Millisecond
+	maxBusy   = 3
+)
 
 // NewCoalescer returns a coalescer over store.
 func NewCoalescer(store Store, cfg CoalescerConfig) *Coalescer {
@@ -81,6 +94,10 @@ func (c *Coalescer) OnBatch(fn func(size int)) { c.onBatch = fn }
 
 // Shed is how many purchases were refused because a queue was full.
 func (c *Coalescer) Shed() uint64 { return c.shed.Load() }
+
+// Busy is how many times a batch left a purchase out because another
+// transaction held its item locked.
+func (c *Coalescer) Busy() uint64 { return c.busy.Load() }
 
 // QueueDepth is how many purchases wait in all queues.
 func (c *Coalescer) QueueDepth() int64 { return c.queued.Load() }
@@ -146,39 +163,129 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 	defer c.wg.Done()
 	idle := time.NewTimer(c.cfg.IdleAfter)
 	defer idle.Stop()
-	batch := make([]*placement, 0, c.cfg.MaxBatch)
+	l := &laneState{waiting: map[string]bool{}, done: make(chan string)}
 	for {
-		select {
-		case first := <-q.ch:
-			batch = append(batch[:0], first)
-		drain:
-			for len(batch) < c.cfg.MaxBatch {
-				select {
-				case p := <-q.ch:
-					batch = append(batch, p)
-				default:
-					break drain
+		if next := l.oldestReady(); next == nil || next.busy > 0 {
+			var in <-chan *placement // nil: the carry is full, take nothing new
+			if len(l.carry) < c.cfg.QueueSize {
+				in = q.ch
+			}
+			var wake, idleC <-chan time.Time
+			var pause *time.Timer
+			if next != nil {
+				pause = time.NewTimer(busyPause << (next.busy - 1))
+				wake = pause.C
+			} else if len(l.carry) == 0 && len(l.waiting) == 0 {
+				idleC = idle.C
+			}
+			stop := func() {
+				if pause != nil {
+					pause.Stop()
 				}
 			}
-			c.queued.Add(-int64(len(batch)))
-			c.place(batch)
-			idle.Reset(c.cfg.IdleAfter)
-		case <-idle.C:
-			c.mu.Lock()
-			if len(q.ch) == 0 {
-				// No one can send to q after this: Place finds no worker
-				// for the item and starts a new one.
-				delete(c.workers, lane)
-				c.mu.Unlock()
-				return
+			select {
+			case p := <-in:
+				stop()
+				l.take(p)
+				c.queued.Add(-1)
+			case item := <-l.done:
+				stop()
+				delete(l.waiting, item)
+				continue
+			case <-wake:
+			case <-idleC:
+				if c.retire(lane, q) {
+					return
+				}
+				idle.Reset(c.cfg.IdleAfter)
+				continue
 			}
-			c.mu.Unlock()
-			idle.Reset(c.cfg.IdleAfter)
 		}
+		// Carried purchases arrived before anything still queued, so they
+		// go first: each item's purchases stay in arrival order.
+		batch, rest := l.split()
+		taken := 0
+	drain:
+		for len(batch) < c.cfg.MaxBatch && len(rest) < c.cfg.QueueSize {
+			select {
+			case p := <-q.ch:
+				taken++
+				if l.waiting[p.order.Lines[0].ItemID] {
+					rest = append(rest, p)
+				} else {
+					batch = append(batch, p)
+				}
+			default:
+				break drain
+			}
+		}
+		c.queued.Add(-int64(taken))
+		l.carry = c.place(batch, rest, l)
+		idle.Reset(c.cfg.IdleAfter)
 	}
 }
 
-func (c *Coalescer) place(batch []*placement) {
+// laneState is what a lane's worker keeps between batches.
+type laneState struct {
+	// carry holds purchases not placed yet that left the queue: left out of
+	// a batch (item busy), or of an item in waiting. In arrival order; at
+	// most QueueSize, beyond which the worker takes nothing new and the
+	// queue sheds.
+	carry []*placement
+	// waiting holds the items whose purchases are being placed one by one
+	// beside the lane; their newer purchases wait in carry until done
+	// sends the item.
+	waiting map[string]bool
+	done    chan string
+}
+
+// take carries p, a purchase just taken from the queue.
+func (l *laneState) take(p *placement) { l.carry = append(l.carry, p) }
+
+// oldestReady is the first carried purchase that the next batch may hold,
+// or nil.
+func (l *laneState) oldestReady() *placement {
+	for _, p := range l.carry {
+		if !l.waiting[p.order.Lines[0].ItemID] {
+			return p
+		}
+	}
+	return nil
+}
+
+// split takes the carry apart: the purchases the next batch may hold, and
+// those of items in waiting, each in arrival order.
+func (l *laneState) split() (batch, rest []*placement) {
+	for _, p := range l.carry {
+		if l.waiting[p.order.Lines[0].ItemID] {
+			rest = append(rest, p)
+		} else {
+			batch = append(batch, p)
+		}
+	}
+	l.carry = nil
+	return batch, rest
+}
+
+// retire ends the lane's worker if nothing is queued, and reports whether
+// it did.
+func (c *Coalescer) retire(lane string, q *itemQueue) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(q.ch) > 0 {
+		return false
+	}
+	// No one can send to q after this: Place finds no worker for the lane
+	// and starts a new one.
+	delete(c.workers, lane)
+	return true
+}
+
+// place places batch and answers its callers, except those left out
+// because their item was busy: it appends them to carry, in order, and
+// returns it; or, for an item busy maxBusy times, places them beside the
+// lane (see placeWaiting).
+func (c *Coalescer) place(batch []*placement, carry []*placement, l *laneState) []*placement {
 	live := batch[:0:0]
 	orders := make([]Order, 0, len(batch))
 	for _, p := range batch {
@@ -190,7 +297,7 @@ func (c *Coalescer) place(batch []*placement) {
 		orders = append(orders, p.order)
 	}
 	if len(live) == 0 {
-		return
+		return carry
 	}
 	if c.onBatch != nil {
 		c.onBatch(len(live))
@@ -217,6 +324,7 @@ func (c *Coalescer) place(batch []*placement) {
 	defer cancel()
 	results, err := c.store.PlaceBatch(ctx, orders, func(i int) bool { return live[i].ctx.Err() == nil })
 	timedOut := err != nil && ctx.Err() != nil
+	var alone map[string][]*placement // by item, in arrival order
 	for i, p := range live {
 		switch {
 		case timedOut && outlived(p.ctx, deadline):
@@ -228,10 +336,47 @@ func (c *Coalescer) place(batch []*placement) {
 			p.result <- BatchResult{Err: fmt.Errorf("%w: batch stopped at its deadline: %w", ErrUnavailable, err)}
 		case err != nil:
 			p.result <- BatchResult{Err: err}
+		case errors.Is(results[i].Err, ErrItemBusy):
+			c.busy.Add(1)
+			p.busy++
+			item := p.order.Lines[0].ItemID
+			// The item's oldest purchase decides for all of them.
+			if _, ok := alone[item]; ok || p.busy >= maxBusy {
+				if alone == nil {
+					alone = map[string][]*placement{}
+				}
+				alone[item] = append(alone[item], p)
+			} else {
+				carry = append(carry, p)
+			}
 		default:
 			p.result <- results[i]
 		}
 	}
+	for item, list := range alone {
+		l.waiting[item] = true
+		c.wg.Add(1)
+		go c.placeWaiting(item, list, l.done)
+	}
+	return carry
+}
+
+// placeWaiting places the purchases of one item one by one, in order, each
+// with a lock that waits, then sends the item on done. Until then the lane
+// holds the item's newer purchases back, so they stay behind these.
+func (c *Coalescer) placeWaiting(item string, list []*placement, done chan<- string) {
+	defer c.wg.Done()
+	for _, p := range list {
+		placed, replayed, err := Order{}, false, p.ctx.Err()
+		if err == nil {
+			placed, replayed, err = c.store.PlaceOrder(p.ctx, p.order)
+		}
+		if err != nil && p.ctx.Err() != nil {
+			err = p.ctx.Err() // the caller's own deadline or cancellation, as Place expects
+		}
+		p.result <- BatchResult{Order: placed, Replayed: replayed, Err: err}
+	}
+	done <- item
 }
 
 // outlived reports whether ctx's deadline is no later than t: the batch

@@ -225,3 +225,157 @@ func TestCoalescer_BatchStoppedAtItsBoundIsRetryable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func orderOfItem(id, item string) Order {
+	return Order{ID: id, CustomerID: "c", Status: StatusConfirmed, Lines: []Line{{item, 1}}}
+}
+
+// busyAnswers answers a batch: ErrItemBusy for the orders of busy items,
+// placed for the rest.
+func busyAnswers(b []Order, busy map[string]bool) []BatchResult {
+	out := make([]BatchResult, len(b))
+	for i, o := range b {
+		out[i] = BatchResult{Order: o}
+		if busy[o.Lines[0].ItemID] {
+			out[i] = BatchResult{Err: ErrItemBusy}
+		}
+	}
+	return out
+}
+
+func TestCoalescer_PurchasesOfABusyItemGoFirstIntoTheNextBatch(t *testing.T) {
+	store := NewMockStore(gomock.NewController(t))
+	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
+	release := make(chan struct{})
+	var batches [][]string
+	var wg sync.WaitGroup
+	place := func(o Order) {
+		wg.Go(func() {
+			if _, _, err := c.Place(context.Background(), o.Lines[0].ItemID, o); err != nil {
+				t.Errorf("Place(%s) = %v", o.ID, err)
+			}
+		})
+	}
+	gomock.InOrder(
+		// 1: holds the lane while a1, b1 and a2 queue.
+		store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
+			batches = append(batches, ids(b))
+			<-release
+			return busyAnswers(b, nil), nil
+		}),
+		// 2: item A is locked elsewhere; a3 arrives while this batch runs.
+		store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
+			batches = append(batches, ids(b))
+			place(orderOfItem("a3", itemA))
+			for c.QueueDepth() < 1 {
+				time.Sleep(time.Millisecond)
+			}
+			return busyAnswers(b, map[string]bool{itemA: true}), nil
+		}),
+		// 3: item A is free again.
+		store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
+			batches = append(batches, ids(b))
+			return busyAnswers(b, nil), nil
+		}),
+	)
+	place(orderOfItem("x", itemB))
+	for c.Workers() < 1 || c.QueueDepth() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for i, o := range []Order{orderOfItem("a1", itemA), orderOfItem("b1", itemB), orderOfItem("a2", itemA)} {
+		place(o)
+		for c.QueueDepth() < int64(i+1) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	close(release)
+	wg.Wait()
+	want := "[[x] [a1 b1 a2] [a1 a2 a3]]"
+	if got := fmt.Sprint(batches); got != want {
+		t.Fatalf("batches = %s, want %s: a busy item's purchases go first into the next batch, in arrival order", got, want)
+	}
+	if c.Busy() != 2 {
+		t.Fatalf("Busy() = %d, want 2", c.Busy())
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCoalescer_AnItemBusyTimeAfterTimeIsPlacedAloneWithAWaitingLock(t *testing.T) {
+	store := NewMockStore(gomock.NewController(t))
+	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
+	placed := orderOf("a1")
+	placed.Status = StatusPending
+	gomock.InOrder(
+		store.EXPECT().PlaceBatch(gomock.Any(), gomock.Len(1), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
+			return busyAnswers(b, map[string]bool{itemA: true}), nil
+		}).Times(maxBusy),
+		store.EXPECT().PlaceOrder(gomock.Any(), orderOf("a1")).Return(placed, false, nil),
+	)
+	got, _, err := c.Place(context.Background(), itemA, orderOf("a1"))
+	if err != nil || got.Status != StatusPending {
+		t.Fatalf("Place = %v, %v; want the order PlaceOrder returned", got, err)
+	}
+	if c.Busy() != maxBusy {
+		t.Fatalf("Busy() = %d, want %d", c.Busy(), maxBusy)
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *testing.T) {
+	store := NewMockStore(gomock.NewController(t))
+	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
+	var mu sync.Mutex
+	var batches [][]string
+	locked := true
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		batches = append(batches, ids(b))
+		return busyAnswers(b, map[string]bool{itemA: locked}), nil
+	}).AnyTimes()
+	waitingLock, release := make(chan struct{}), make(chan struct{})
+	store.EXPECT().PlaceOrder(gomock.Any(), orderOfItem("a1", itemA)).DoAndReturn(func(_ context.Context, o Order) (Order, bool, error) {
+		close(waitingLock)
+		<-release
+		mu.Lock()
+		locked = false
+		batches = append(batches, []string{"a1 placed alone"})
+		mu.Unlock()
+		return o, false, nil
+	})
+	var wg sync.WaitGroup
+	place := func(o Order) {
+		wg.Go(func() {
+			if _, _, err := c.Place(context.Background(), o.Lines[0].ItemID, o); err != nil {
+				t.Errorf("Place(%s) = %v", o.ID, err)
+			}
+		})
+	}
+	place(orderOfItem("a1", itemA))
+	<-waitingLock
+	place(orderOfItem("a2", itemA))
+	for c.QueueDepth() > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, err := c.Place(context.Background(), itemB, orderOfItem("b1", itemB)); err != nil {
+		t.Fatalf("a purchase of another item while item A waits for its lock: %v", err)
+	}
+	mu.Lock()
+	held := fmt.Sprint(batches)
+	mu.Unlock()
+	if want := "[[a1] [a1] [a1] [b1]]"; held != want {
+		t.Fatalf("batches while a1 waits = %s, want %s: a2 must wait behind a1, b1 must not", held, want)
+	}
+	close(release)
+	wg.Wait()
+	if got, want := fmt.Sprint(batches), "[[a1] [a1] [a1] [b1] [a1 placed alone] [a2]]"; got != want {
+		t.Fatalf("store calls = %s, want %s", got, want)
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -2,6 +2,7 @@ package orders
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -25,7 +26,9 @@ type Store interface {
 	// another in slice order: each is checked against the stock and limits
 	// the earlier ones left. Once it holds the lock it asks wanted(i) for
 	// each order and leaves out those no longer wanted (their callers gave
-	// up), answering them with context.Canceled. It returns one result per
+	// up), answering them with context.Canceled. A store may also leave out
+	// the orders of an item that another transaction holds locked, rather
+	// than wait for it, answering them with ErrItemBusy. It returns one result per
 	// order; an error means the whole batch failed and none was placed (or,
 	// for ErrUnavailable, that the outcome is unknown: retry with the same
 	// idempotency keys).
@@ -55,6 +58,11 @@ type BatchResult struct {
 	Replayed bool
 	Err      error
 }
+
+// ErrItemBusy is a PlaceBatch result: the order's item was locked by
+// another transaction, so the batch left the order out and did nothing for
+// it. Placing it again is safe.
+var ErrItemBusy = fmt.Errorf("%w: item locked by another transaction", ErrUnavailable)
 
 // PlaceEach answers a PlaceBatch the simple way: each wanted order placed
 // on its own through place, in slice order, so the outcome is the one a

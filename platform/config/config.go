@@ -81,7 +81,7 @@ func Defaults() Config {
 		Coalesce:          true,
 		CoalesceMaxBatch:  4096,
 		CoalesceQueue:     4096,
-		CoalesceLanes:     4,
+		CoalesceLanes:     1,
 		MetricsItemCap:    100,
 		WSWriteTimeout:    5 * time.Second,
 		LogFormat:         "json",

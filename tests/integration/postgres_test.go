@@ -123,6 +123,113 @@ func TestLocks_LockTimeoutAnswersStoreUnavailable(t *testing.T) {
 	assertVerified(t, srv)
 }
 
+// A batch does not wait for an item another transaction holds locked: that
+// item's orders come back ErrItemBusy, with nothing done for them, and the
+// rest of the batch is placed.
+func TestPlaceBatch_ItemLockedElsewhereIsLeftOutAsBusy(t *testing.T) {
+	r := newKeyRace(t)
+	free, err := inventory.NewService(r.items).CreateItem(context.Background(), inventory.NewItem{SKU: "FREE", Name: "f", InitialStock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := holdItemLock(t, r.dbURL, r.item.ID)
+	held := func(customer string) orders.Order { return r.order(customer, "") }
+	batch := []orders.Order{held("alice"), r.orderOf(free.ID, "bob", ""), held("carol"), r.orderOf(uuid.Must(uuid.NewV7()).String(), "dave", "")}
+	results, err := r.store.PlaceBatch(context.Background(), batch, nil)
+	if err != nil || len(results) != len(batch) {
+		t.Fatalf("PlaceBatch = %v, %v", results, err)
+	}
+	for _, i := range []int{0, 2} {
+		if !errors.Is(results[i].Err, orders.ErrItemBusy) {
+			t.Fatalf("order %d, of the locked item = %+v; want ErrItemBusy", i, results[i])
+		}
+	}
+	if results[1].Err != nil {
+		t.Fatalf("order of the free item = %+v; want placed", results[1])
+	}
+	if !errors.Is(results[3].Err, inventory.ErrItemNotFound) {
+		t.Fatalf("order of an unknown item = %+v; want ErrItemNotFound", results[3])
+	}
+	release()
+	if got, err := r.items.GetItem(context.Background(), r.item.ID); err != nil || got.Sold != 0 || got.Available != 10 {
+		t.Fatalf("locked item = %+v, %v; want untouched", got, err)
+	}
+	if got, err := r.items.GetItem(context.Background(), free.ID); err != nil || got.Sold != 1 {
+		t.Fatalf("free item = %+v, %v; want 1 sold", got, err)
+	}
+	again, err := r.store.PlaceBatch(context.Background(), []orders.Order{batch[0], batch[2]}, nil)
+	if err != nil || again[0].Err != nil || again[1].Err != nil {
+		t.Fatalf("the busy orders placed again after the lock was released = %+v, %v", again, err)
+	}
+}
+
+// With every item in one lane, a purchase of an item locked elsewhere waits
+// for the lock without holding up purchases of other items.
+func TestLocks_LockedItemHoldsUpOnlyItsOwnPurchases(t *testing.T) {
+	srv := startServer(t, postgresStore, func(c *config.Config) {
+		c.CoalesceLanes = 1
+		c.LockTimeout = 30 * time.Second
+	})
+	p := protocols[0]
+	admin := p.dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
+	alice := p.dial(srv.base, srv.token(t, "alice", auth.RoleCustomer))
+	locked := createItem(t, admin, "HELD", 5, 0)
+	free := createItem(t, admin, "FREE", 5, 0)
+	release := holdItemLock(t, srv.cfg.DatabaseURL, locked.GetId())
+
+	heldDone := make(chan outcome, 1)
+	go func() {
+		_, o := alice.PlaceOrder(context.Background(), buy(locked.GetId(), 1))
+		heldDone <- o
+	}()
+	waitForLockWaiter(t, srv.cfg.DatabaseURL)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		_, o := alice.PlaceOrder(ctx, buy(free.GetId(), 1))
+		cancel()
+		if o.Code != 0 {
+			t.Fatalf("purchase %d of another item while one is locked = %s", i, o)
+		}
+	}
+	select {
+	case o := <-heldDone:
+		t.Fatalf("the purchase of the locked item ended while the lock was held: %s", o)
+	default:
+	}
+	release()
+	if o := <-heldDone; o.Code != 0 {
+		t.Fatalf("purchase of the locked item after release = %s", o)
+	}
+	if got, _ := alice.GetItem(context.Background(), locked.GetId()); got.GetSold() != 1 {
+		t.Fatalf("locked item sold = %d, want 1", got.GetSold())
+	}
+	assertVerified(t, srv)
+}
+
+// waitForLockWaiter waits until some session waits for a row lock.
+func waitForLockWaiter(t *testing.T, dbURL string) {
+	t.Helper()
+	conn, err := pgxConnect(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no session waited for a lock within 20 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // A client deadline reaches the database: the call ends when the client
 // gives up, not when the lock timeout would, and the pool stays healthy.
 func TestLocks_ClientDeadlineStopsTheDatabaseWork(t *testing.T) {
@@ -769,9 +876,11 @@ func (r *keyRace) placeWhileRivalsCommit(t *testing.T, batch []orders.Order) []o
 	return results
 }
 
-func (r *keyRace) order(customer, key string) orders.Order {
+func (r *keyRace) order(customer, key string) orders.Order { return r.orderOf(r.item.ID, customer, key) }
+
+func (r *keyRace) orderOf(itemID, customer, key string) orders.Order {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: r.item.ID, Quantity: 1}}, IdempotencyKey: key}
+	req := orders.PlaceRequest{Lines: []orders.Line{{ItemID: itemID, Quantity: 1}}, IdempotencyKey: key}
 	return orders.Order{ID: uuid.Must(uuid.NewV7()).String(), CustomerID: customer, Status: orders.StatusConfirmed,
 		Lines: req.Lines, IdempotencyKey: key, RequestHash: req.Hash(), CreateTime: now, UpdateTime: now}
 }

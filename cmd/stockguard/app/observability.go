@@ -74,6 +74,7 @@ func registerModuleMetrics(reg prometheus.Registerer, cfg config.Config, sweeper
 		collectors = append(collectors, batch,
 			gauge("stockguard_order_queue_depth", "Purchases waiting in the coalescer's queues.", func() float64 { return float64(coalescer.QueueDepth()) }),
 			counter("stockguard_order_shed_total", "Purchases refused at once because a coalescer queue was full.", func() float64 { return float64(coalescer.Shed()) }),
+			counter("stockguard_order_busy_total", "Times a batch left a purchase out because another transaction held its item locked; it is tried again.", func() float64 { return float64(coalescer.Busy()) }),
 		)
 	}
 	if cfg.MetricsItemCap > 0 {

@@ -14,9 +14,10 @@ import (
 )
 
 // PlaceBatch implements orders.Store: many single-item orders, of one item
-// or of many, in one transaction: one FOR UPDATE of their items in id
-// order, one UPDATE of them, one multi-row insert each of orders, lines and
-// ledger rows.
+// or of many, in one transaction: one FOR UPDATE SKIP LOCKED of their items
+// in id order, one UPDATE of them, one multi-row insert each of orders,
+// lines and ledger rows. The orders of an item that another transaction
+// holds locked get orders.ErrItemBusy.
 func (s *OrderStore) PlaceBatch(ctx context.Context, batch []orders.Order, wanted func(i int) bool) ([]orders.BatchResult, error) {
 	if len(batch) == 0 {
 		return nil, nil
@@ -113,7 +114,7 @@ func newBatchPlan(batch []orders.Order) *batchPlan {
 // batch). The lookup runs after the locks are held, so it sees every batch
 // of the same items that committed before this one.
 func (p *batchPlan) queueLockAndLookup(b *pgx.Batch) {
-	b.Queue(lockSQL, p.ids)
+	b.Queue(lockFreeSQL, p.ids)
 	if len(p.keys) > 0 {
 		b.Queue(`SELECT `+orderColumns+` FROM orders o
 			JOIN unnest($1::text[], $2::text[]) AS k(c, key) ON o.customer_id = k.c AND o.idempotency_key = k.key`, p.customers, p.keys)
@@ -129,6 +130,10 @@ func (p *batchPlan) allocate(ctx context.Context, br pgx.BatchResults, q pg.Quer
 	batch := p.batch
 	results := make([]orders.BatchResult, len(batch))
 	prior, items, err := p.readLockAndLookup(br, m, lockedAt)
+	if err != nil {
+		return nil, err
+	}
+	busy, err := p.busyItems(ctx, q, items)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +191,11 @@ func (p *batchPlan) allocate(ctx context.Context, br pgx.BatchResults, q pg.Quer
 		}
 		d := orders.Demand(o.Lines)[0]
 		it, ok := items[d.ItemID]
-		if !ok {
+		switch {
+		case !ok && busy[d.ItemID]:
+			results[i] = orders.BatchResult{Err: orders.ErrItemBusy}
+			continue
+		case !ok:
 			results[i] = orders.BatchResult{Err: fmt.Errorf("%w: %s", inventory.ErrItemNotFound, d.ItemID)}
 			continue
 		}
@@ -227,6 +236,29 @@ func (p *batchPlan) allocate(ctx context.Context, br pgx.BatchResults, q pg.Quer
 		addHoldings(w, k.customer, []string{k.item}, []int32{q})
 	}
 	return results, nil
+}
+
+// busyItems tells, among the batch's items that the lock left out, those
+// that exist (another transaction holds them) from those that do not. It
+// costs a round trip only when some item was left out.
+func (p *batchPlan) busyItems(ctx context.Context, q pg.Querier, locked map[string]lockedItem) (map[string]bool, error) {
+	if len(locked) == len(p.ids) {
+		return nil, nil
+	}
+	var missing []string
+	for _, id := range p.ids {
+		if _, ok := locked[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	rows, err := q.Query(ctx, `SELECT id::text FROM items WHERE id = ANY($1::uuid[])`, missing)
+	if err != nil {
+		return nil, err
+	}
+	busy := map[string]bool{}
+	var id string
+	_, err = pgx.ForEachRow(rows, []any{&id}, func() error { busy[id] = true; return nil })
+	return busy, err
 }
 
 // readLockAndLookup reads the results of queueLockAndLookup.

@@ -57,6 +57,11 @@ func lockItems(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Tim
 const lockSQL = `SELECT id::text, available, reserved, sold, max_per_customer
 	FROM items WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`
 
+// lockFreeSQL is lockSQL for batches: rows another transaction holds are
+// left out rather than waited for, so one busy item cannot stall a batch of
+// many items. It waits for nothing, so it cannot deadlock either.
+const lockFreeSQL = lockSQL + ` SKIP LOCKED`
+
 // lockedRows locks the rows of ids that exist, in ascending id order.
 func lockedRows(ctx context.Context, tx pgx.Tx, m *pg.Metrics, lockedAt *time.Time, ids []string) (map[string]lockedItem, error) {
 	began := time.Now()
