@@ -47,6 +47,7 @@ type Coalescer struct {
 	shed    atomic.Uint64
 	busy    atomic.Uint64
 	queued  atomic.Int64
+	held    atomic.Int64
 }
 
 type itemQueue struct {
@@ -58,6 +59,7 @@ type placement struct {
 	order  Order
 	result chan BatchResult // capacity 1
 	busy   int              // batches that left it out because its item was locked
+	seq    uint64           // arrival order in its lane, from when the worker took it
 }
 
 // A purchase whose item another transaction holds locked is left out of
@@ -98,6 +100,10 @@ func (c *Coalescer) Shed() uint64 { return c.shed.Load() }
 // Busy is how many times a batch left a purchase out because another
 // transaction held its item locked.
 func (c *Coalescer) Busy() uint64 { return c.busy.Load() }
+
+// Held is how many purchases left their queue but wait for a busy item:
+// to be tried again, or to follow purchases placed beside their lane.
+func (c *Coalescer) Held() int64 { return c.held.Load() }
 
 // QueueDepth is how many purchases wait in all queues.
 func (c *Coalescer) QueueDepth() int64 { return c.queued.Load() }
@@ -186,8 +192,10 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 			select {
 			case p := <-in:
 				stop()
-				l.take(p)
+				l.admit(p)
+				l.carry = append(l.carry, p)
 				c.queued.Add(-1)
+				c.held.Add(1)
 			case item := <-l.done:
 				stop()
 				delete(l.waiting, item)
@@ -203,13 +211,15 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 		}
 		// Carried purchases arrived before anything still queued, so they
 		// go first: each item's purchases stay in arrival order.
-		batch, rest := l.split()
+		c.held.Add(-int64(len(l.carry)))
+		batch, rest := l.split(c.cfg.MaxBatch)
 		taken := 0
 	drain:
 		for len(batch) < c.cfg.MaxBatch && len(rest) < c.cfg.QueueSize {
 			select {
 			case p := <-q.ch:
 				taken++
+				l.admit(p)
 				if l.waiting[p.order.Lines[0].ItemID] {
 					rest = append(rest, p)
 				} else {
@@ -220,7 +230,10 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 			}
 		}
 		c.queued.Add(-int64(taken))
-		l.carry = c.place(batch, rest, l)
+		busy := c.place(batch, l)
+		l.carry = mergeBySeq(rest, busy)
+		c.held.Add(int64(len(l.carry)))
+		l.batch = batch[:0]
 		idle.Reset(c.cfg.IdleAfter)
 	}
 }
@@ -237,10 +250,15 @@ type laneState struct {
 	// sends the item.
 	waiting map[string]bool
 	done    chan string
+	seq     uint64       // the last seq given
+	batch   []*placement // reused for every batch
 }
 
-// take carries p, a purchase just taken from the queue.
-func (l *laneState) take(p *placement) { l.carry = append(l.carry, p) }
+// admit gives p, just taken from the queue, its place in arrival order.
+func (l *laneState) admit(p *placement) {
+	l.seq++
+	p.seq = l.seq
+}
 
 // oldestReady is the first carried purchase that the next batch may hold,
 // or nil.
@@ -253,18 +271,37 @@ func (l *laneState) oldestReady() *placement {
 	return nil
 }
 
-// split takes the carry apart: the purchases the next batch may hold, and
-// those of items in waiting, each in arrival order.
-func (l *laneState) split() (batch, rest []*placement) {
+// split takes the carry apart: up to limit of the purchases the next batch
+// may hold, oldest first, and the rest, each in arrival order.
+func (l *laneState) split(limit int) (batch, rest []*placement) {
+	batch = l.batch[:0]
 	for _, p := range l.carry {
-		if l.waiting[p.order.Lines[0].ItemID] {
-			rest = append(rest, p)
-		} else {
+		if len(batch) < limit && !l.waiting[p.order.Lines[0].ItemID] {
 			batch = append(batch, p)
+		} else {
+			rest = append(rest, p)
 		}
 	}
 	l.carry = nil
 	return batch, rest
+}
+
+// mergeBySeq merges two lists sorted by arrival into one. A batch that was
+// full left newer purchases of its items in rest; the batch's busy ones
+// must go back ahead of them.
+func mergeBySeq(a, b []*placement) []*placement {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]*placement, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0].seq < b[0].seq {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // retire ends the lane's worker if nothing is queued, and reports whether
@@ -282,10 +319,9 @@ func (c *Coalescer) retire(lane string, q *itemQueue) bool {
 }
 
 // place places batch and answers its callers, except those left out
-// because their item was busy: it appends them to carry, in order, and
-// returns it; or, for an item busy maxBusy times, places them beside the
-// lane (see placeWaiting).
-func (c *Coalescer) place(batch []*placement, carry []*placement, l *laneState) []*placement {
+// because their item was busy: it returns them, in order; or, for an item
+// busy maxBusy times, places them beside the lane (see placeWaiting).
+func (c *Coalescer) place(batch []*placement, l *laneState) (carry []*placement) {
 	live := batch[:0:0]
 	orders := make([]Order, 0, len(batch))
 	for _, p := range batch {
@@ -297,7 +333,7 @@ func (c *Coalescer) place(batch []*placement, carry []*placement, l *laneState) 
 		orders = append(orders, p.order)
 	}
 	if len(live) == 0 {
-		return carry
+		return nil
 	}
 	if c.onBatch != nil {
 		c.onBatch(len(live))

@@ -358,7 +358,7 @@ func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *tes
 	place(orderOfItem("a1", itemA))
 	<-waitingLock
 	place(orderOfItem("a2", itemA))
-	for c.QueueDepth() > 0 {
+	for c.Held() < 1 {
 		time.Sleep(time.Millisecond)
 	}
 	if _, _, err := c.Place(context.Background(), itemB, orderOfItem("b1", itemB)); err != nil {
@@ -373,6 +373,56 @@ func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *tes
 	close(release)
 	wg.Wait()
 	if got, want := fmt.Sprint(batches), "[[a1] [a1] [a1] [b1] [a1 placed alone] [a2]]"; got != want {
+		t.Fatalf("store calls = %s, want %s", got, want)
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A batch bound cuts a busy item's carried purchases in two; when the first
+// part is busy again, it still goes back ahead of the second.
+func TestCoalescer_BusyPurchasesCutByTheBatchBoundKeepTheirOrder(t *testing.T) {
+	store := NewMockStore(gomock.NewController(t))
+	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 2, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
+	var mu sync.Mutex
+	var calls [][]string
+	busyLeft := maxBusy + 1 // a1's three tries, then the first batch after it
+	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, ids(b))
+		busy := busyLeft > 0
+		busyLeft--
+		return busyAnswers(b, map[string]bool{itemA: busy}), nil
+	}).AnyTimes()
+	waitingLock, release := make(chan struct{}), make(chan struct{})
+	store.EXPECT().PlaceOrder(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, o Order) (Order, bool, error) {
+		close(waitingLock)
+		<-release
+		mu.Lock()
+		calls = append(calls, []string{o.ID + " placed alone"})
+		mu.Unlock()
+		return o, false, nil
+	})
+	var wg sync.WaitGroup
+	for _, id := range []string{"a1", "a2", "a3", "a4"} {
+		wg.Go(func() {
+			if _, _, err := c.Place(context.Background(), itemA, orderOf(id)); err != nil {
+				t.Errorf("Place(%s) = %v", id, err)
+			}
+		})
+		if id == "a1" {
+			<-waitingLock
+			continue
+		}
+		for held := int64(id[1] - '1'); c.Held() < held; {
+			time.Sleep(time.Millisecond) // until the lane took it and holds it back
+		}
+	}
+	close(release)
+	wg.Wait()
+	if got, want := fmt.Sprint(calls), "[[a1] [a1] [a1] [a1 placed alone] [a2 a3] [a2 a3] [a4]]"; got != want {
 		t.Fatalf("store calls = %s, want %s", got, want)
 	}
 	if err := c.Stop(context.Background()); err != nil {

@@ -876,7 +876,9 @@ func (r *keyRace) placeWhileRivalsCommit(t *testing.T, batch []orders.Order) []o
 	return results
 }
 
-func (r *keyRace) order(customer, key string) orders.Order { return r.orderOf(r.item.ID, customer, key) }
+func (r *keyRace) order(customer, key string) orders.Order {
+	return r.orderOf(r.item.ID, customer, key)
+}
 
 func (r *keyRace) orderOf(itemID, customer, key string) orders.Order {
 	now := time.Now().UTC().Truncate(time.Microsecond)

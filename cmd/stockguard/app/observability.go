@@ -73,6 +73,7 @@ func registerModuleMetrics(reg prometheus.Registerer, cfg config.Config, sweeper
 		coalescer.OnBatch(func(n int) { batch.Observe(float64(n)) })
 		collectors = append(collectors, batch,
 			gauge("stockguard_order_queue_depth", "Purchases waiting in the coalescer's queues.", func() float64 { return float64(coalescer.QueueDepth()) }),
+			gauge("stockguard_order_held", "Purchases a coalescer lane holds back because their item is locked by another transaction.", func() float64 { return float64(coalescer.Held()) }),
 			counter("stockguard_order_shed_total", "Purchases refused at once because a coalescer queue was full.", func() float64 { return float64(coalescer.Shed()) }),
 			counter("stockguard_order_busy_total", "Times a batch left a purchase out because another transaction held its item locked; it is tried again.", func() float64 { return float64(coalescer.Busy()) }),
 		)
