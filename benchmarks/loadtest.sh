@@ -117,6 +117,29 @@ lg -label "hot item, grpc (connect-go client)" -protocol grpc -mode closed -c "$
 lg -label "hot item, grpc, open 50%" -protocol grpc-go -mode open -rate $((PEAK / 2)) -c "$CLIENTS" -items 1 | tee -a "$OUT/table.txt"
 lg -label "10,000 items, grpc, coalesced" -protocol grpc-go -mode closed -c "$CLIENTS" -items 10000 | tee -a "$OUT/table.txt"
 lg -label "hot item, rest, coalesced" -protocol rest -mode closed -c 256 -items 1 | tee -a "$OUT/table.txt"
+# Target 3 compares two workloads measured at different moments, and on
+# these machines two 15 s runs of the same workload differ by up to a fifth.
+# So the two alternate for ALT_ROUNDS rounds, the order flipping each round,
+# and their medians are compared.
+ALT_ROUNDS="${ALT_ROUNDS:-3}"
+log "target 3, alternating: hot item and 10,000 items over gRPC, $ALT_ROUNDS rounds of $DURATION"
+for round in $(seq 1 "$ALT_ROUNDS"); do
+  order="1 10000"
+  if ((round % 2 == 0)); then order="10000 1"; fi
+  for n in $order; do
+    lg -label "alternating $round: $n items" -protocol grpc-go -mode closed -c "$CLIENTS" -items "$n" | tee -a "$OUT/table.txt"
+  done
+done
+python3 - "$JSON" <<'PY' | tee "$OUT/alternating.txt"
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+alt = [r for r in runs if r.get("label", "").startswith("alternating ")]
+hot = [r["ok_per_second"] for r in alt if r["items"] == 1]
+spread = [r["ok_per_second"] for r in alt if r["items"] == 10000]
+print("hot item:     ", " ".join(f"{v:.0f}" for v in hot), f"median {statistics.median(hot):.0f}/s")
+print("10,000 items: ", " ".join(f"{v:.0f}" for v in spread), f"median {statistics.median(spread):.0f}/s")
+print(f"10,000 items / hot item, medians: {statistics.median(spread) / statistics.median(hot):.2f}")
+PY
 command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || true)
 if command -v wrk >/dev/null; then
   ITEM=$(curl -s '127.0.0.1:18080/v1/items?pageSize=1' | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
