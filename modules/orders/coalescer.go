@@ -32,7 +32,9 @@ type CoalescerConfig struct {
 // lane, so its purchases keep their arrival order); the lane's worker takes
 // everything queued so far (up to MaxBatch) and places it with one
 // Store.PlaceBatch, in arrival order, then answers each caller. A lone
-// purchase is placed at once; an idle lane holds no goroutine.
+// purchase is placed at once; an idle lane holds no goroutine. Purchases of
+// an item that another transaction holds locked wait in their lane without
+// holding up the others (see busyPause).
 type Coalescer struct {
 	store Store
 	cfg   CoalescerConfig
@@ -233,6 +235,7 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 		busy := c.place(batch, l)
 		l.carry = mergeBySeq(rest, busy)
 		c.held.Add(int64(len(l.carry)))
+		clear(batch) // let answered purchases go
 		l.batch = batch[:0]
 		idle.Reset(c.cfg.IdleAfter)
 	}
