@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,11 +27,29 @@ const (
 // StockChannel is the NOTIFY channel on which every transaction that
 // changes an item's stock announces the item's new level. PostgreSQL
 // delivers a NOTIFY only when its transaction commits, so listeners never
-// hear of a change that did not happen. The payload is StockNotification
-// as JSON.
+// hear of a change that did not happen. The payload is StockNotice as
+// JSON.
 const StockChannel = "stockguard_stock"
 
-// StockNotification is the payload on StockChannel.
+// StockNotice is the payload on StockChannel: the new levels of up to
+// StockItemsPerNotice items that one statement changed. A statement that
+// changes more sends more notices: one per item was a NOTIFY per item of
+// a coalesced batch, each queued, delivered and decoded on its own.
+type StockNotice struct {
+	// TraceParent is the W3C traceparent of the change's transaction, if it
+	// was traced, so the broadcast can link to the purchase that caused it.
+	TraceParent string              `json:"tp,omitempty"`
+	Items       []StockNotification `json:"items"`
+}
+
+// StockItemsPerNotice bounds a StockNotice so that its payload stays under
+// PostgreSQL's 8,000 bytes: an item takes at most 130 (a uuid, three int
+// levels and a bigint version, as json_build_object writes them).
+const StockItemsPerNotice = 50
+
+// StockNotification is one item's new level. Alone, with TraceParent, it
+// was the whole payload on StockChannel before StockNotice; listeners
+// still accept that form from servers not yet upgraded.
 type StockNotification struct {
 	ItemID    string `json:"id"`
 	Available int32  `json:"a"`
@@ -42,11 +62,35 @@ type StockNotification struct {
 }
 
 // NotifyStockSQL turns rows (id, available, reserved, sold, version) of the
-// CTE named changed into one NOTIFY each, in the statement that changed them.
-// param is the placeholder ($N) that carries TraceParent(ctx).
+// CTE named changed into StockNotices of up to StockItemsPerNotice items,
+// in the statement that changed them. param is the placeholder ($N) that
+// carries TraceParent(ctx).
 func NotifyStockSQL(param string) string {
-	return `SELECT pg_notify('` + StockChannel + `', json_build_object('id', id, 'a', available, 'r', reserved, 's', sold, 'v', version, 'tp', ` +
-		param + `::text)::text) FROM changed`
+	return `SELECT pg_notify('` + StockChannel + `', json_build_object('tp', ` + param + `::text, 'items',
+		json_agg(json_build_object('id', id, 'a', available, 'r', reserved, 's', sold, 'v', version)))::text)
+		FROM (SELECT *, (row_number() OVER () - 1) / ` + strconv.Itoa(StockItemsPerNotice) + ` AS notice FROM changed) c GROUP BY notice`
+}
+
+// ParseStockNotice reads a StockChannel payload: a StockNotice, or the
+// one-item form of servers not yet upgraded.
+func ParseStockNotice(payload string) (StockNotice, error) {
+	var n StockNotice
+	if err := json.Unmarshal([]byte(payload), &n); err != nil {
+		return StockNotice{}, err
+	}
+	if len(n.Items) > 0 {
+		return n, nil
+	}
+	var one StockNotification
+	if err := json.Unmarshal([]byte(payload), &one); err != nil {
+		return StockNotice{}, err
+	}
+	if one.ItemID == "" {
+		return StockNotice{}, errors.New("stock notice names no item")
+	}
+	tp := one.TraceParent
+	one.TraceParent = ""
+	return StockNotice{TraceParent: tp, Items: []StockNotification{one}}, nil
 }
 
 // TraceParent is the W3C traceparent of the span in ctx, or "".

@@ -34,3 +34,29 @@ func TestNotCommitted_OnlyAnswersThatKeepTheSessionAreDefinite(t *testing.T) {
 		})
 	}
 }
+
+func TestParseStockNotice_ReadsNoticesAndTheOneItemFormOfOlderServers(t *testing.T) {
+	cases := []struct {
+		name, payload string
+		want          string // fmt of the notice, or the error
+	}{
+		{"notice", `{"tp" : "00-ab-cd-01", "items" : [{"id" : "i1", "a" : 3, "r" : 1, "s" : 6, "v" : 9}, {"id" : "i2", "a" : 0, "r" : 0, "s" : 5, "v" : 6}]}`,
+			"{00-ab-cd-01 [{i1 3 1 6 9 } {i2 0 0 5 6 }]}"},
+		{"notice, untraced", `{"tp" : "", "items" : [{"id" : "i1", "a" : 3, "r" : 1, "s" : 6, "v" : 9}]}`, "{ [{i1 3 1 6 9 }]}"},
+		{"one item, older servers", `{"id" : "i1", "a" : 3, "r" : 1, "s" : 6, "v" : 9, "tp" : "00-ab-cd-01"}`, "{00-ab-cd-01 [{i1 3 1 6 9 }]}"},
+		{"no item", `{"tp" : "x"}`, "error: stock notice names no item"},
+		{"not json", `stock`, "error: invalid character 's' looking for beginning of value"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, err := ParseStockNotice(c.payload)
+			got := fmt.Sprint(n)
+			if err != nil {
+				got = "error: " + err.Error()
+			}
+			if got != c.want {
+				t.Fatalf("ParseStockNotice = %s, want %s", got, c.want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -954,4 +955,57 @@ func TestPlaceBatch_KeyRaceLostTwiceFallsBackToOneByOne(t *testing.T) {
 	if got, err := r.items.GetItem(context.Background(), r.item.ID); err != nil || got.Sold != 1 || got.Available != 9 {
 		t.Fatalf("item = %+v, %v; want 1 sold", got, err)
 	}
+}
+
+// A statement that changes many items announces them in notices of at most
+// postgres.StockItemsPerNotice items, each under PostgreSQL's 8,000-byte
+// payload limit even with the longest values.
+func TestNotifyStock_ManyItemsGoInNoticesUnderThePayloadLimit(t *testing.T) {
+	dbURL := pg.NewMigratedDatabase(t)
+	listener, err := pgxConnect(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = listener.Close(context.Background()) }()
+	if _, err := listener.Exec(context.Background(), "LISTEN "+postgres.StockChannel); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := pgxConnect(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = writer.Close(context.Background()) }()
+	const items = 2*postgres.StockItemsPerNotice + 20
+	tp := "00-" + strings.Repeat("a", 32) + "-" + strings.Repeat("b", 16) + "-01"
+	if _, err := writer.Exec(context.Background(), `WITH changed AS (
+		SELECT gen_random_uuid() AS id, 2147483647 AS available, 2147483647 AS reserved, 2147483647 AS sold,
+		       9223372036854775807::bigint AS version
+		FROM generate_series(1, $2)) `+postgres.NotifyStockSQL("$1"), tp, items); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var sizes []int
+	for len(seen) < items {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := listener.WaitForNotification(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d notices and %d items: %v", len(sizes), len(seen), err)
+		}
+		sizes = append(sizes, len(n.Payload))
+		notice, err := postgres.ParseStockNotice(n.Payload)
+		if err != nil || notice.TraceParent != tp || len(notice.Items) > postgres.StockItemsPerNotice {
+			t.Fatalf("notice %d: %d items, traceparent %q, %v", len(sizes), len(notice.Items), notice.TraceParent, err)
+		}
+		for _, it := range notice.Items {
+			if it.Available != 2147483647 || it.Version != 9223372036854775807 {
+				t.Fatalf("item %+v; want the values sent", it)
+			}
+			seen[it.ItemID] = true
+		}
+	}
+	if len(sizes) != 3 || slices.Max(sizes) >= 8000 {
+		t.Fatalf("notice sizes %v; want 3 notices, each under 8,000 bytes", sizes)
+	}
+	t.Logf("notice sizes: %v bytes", sizes)
 }

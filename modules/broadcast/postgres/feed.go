@@ -6,7 +6,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -163,12 +162,15 @@ func (f *Feed) listen(ctx context.Context, conn *pgx.Conn) error {
 		if err != nil {
 			return err
 		}
-		var p pg.StockNotification
-		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+		notice, err := pg.ParseStockNotice(n.Payload)
+		if err != nil {
 			f.log.Error("bad stock notification", zap.String("payload", n.Payload), zap.Error(err))
 			continue
 		}
-		f.notified.Add(1)
-		f.publish(p)
+		for _, p := range notice.Items {
+			p.TraceParent = notice.TraceParent
+			f.notified.Add(1)
+			f.publish(p)
+		}
 	}
 }
