@@ -183,7 +183,7 @@ func TestLocks_LockedItemHoldsUpOnlyItsOwnPurchases(t *testing.T) {
 		_, o := alice.PlaceOrder(context.Background(), buy(locked.GetId(), 1))
 		heldDone <- o
 	}()
-	waitForLockWaiter(t, srv.cfg.DatabaseURL)
+	waitForLockWaiter(t, srv.cfg.DatabaseURL, "locktype = 'transactionid'")
 	for i := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		_, o := alice.PlaceOrder(ctx, buy(free.GetId(), 1))
@@ -207,8 +207,9 @@ func TestLocks_LockedItemHoldsUpOnlyItsOwnPurchases(t *testing.T) {
 	assertVerified(t, srv)
 }
 
-// waitForLockWaiter waits until some session waits for a row lock.
-func waitForLockWaiter(t *testing.T, dbURL string) {
+// waitForLockWaiter waits, for up to 20 s, until a session waits for a
+// lock that matches where (a condition on pg_locks, with args).
+func waitForLockWaiter(t *testing.T, dbURL, where string, args ...any) {
 	t.Helper()
 	conn, err := pgxConnect(dbURL)
 	if err != nil {
@@ -218,14 +219,14 @@ func waitForLockWaiter(t *testing.T, dbURL string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var waiting int
-		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks WHERE NOT granted AND `+where, args...).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no session waited for a lock within 20 s")
+			t.Fatalf("no session waited for a lock (%s) within 20 s", where)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -831,26 +832,7 @@ func (r *keyRace) rival(t *testing.T, customer, key string) {
 // end (the batch's insert met its key), then commits it.
 func (r *keyRace) commitRivalOnceWaitedOn(t *testing.T, i int) {
 	t.Helper()
-	conn, err := pgxConnect(r.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var waiting int
-		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks
-			WHERE locktype = 'transactionid' AND NOT granted AND transactionid::text = $1`, r.xids[i]).Scan(&waiting); err != nil {
-			t.Fatal(err)
-		}
-		if waiting > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing waited on rival %d's key within 20 s", i)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForLockWaiter(t, r.dbURL, "locktype = 'transactionid' AND transactionid::text = $1", r.xids[i])
 	if err := r.rivalTx[i].Commit(context.Background()); err != nil {
 		t.Fatal(err)
 	}
