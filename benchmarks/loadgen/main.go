@@ -163,13 +163,15 @@ func run(o options) error {
 	var seq atomic.Int64
 	// Each call has its own deadline, not the run's: the run's end stops new
 	// calls, and the ones in flight finish and are counted.
-	one := func() {
+	// A call's latency runs from began: when it was sent (closed loop) or
+	// due (open loop), so that a generator falling behind its schedule
+	// shows as latency instead of hiding it.
+	one := func(began time.Time) {
 		n := seq.Add(1)
 		item := itemIDs[int(n)%len(itemIDs)]
 		token := tokens[int(n)%len(tokens)]
 		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		defer cancel()
-		began := time.Now()
 		record(began, place(ctx, token, item))
 	}
 
@@ -193,7 +195,7 @@ func run(o options) error {
 		for range o.concurrency {
 			wg.Go(func() {
 				for ctx.Err() == nil {
-					one()
+					one(time.Now())
 				}
 			})
 		}
@@ -208,9 +210,10 @@ func run(o options) error {
 			if d := time.Until(next); d > 0 {
 				time.Sleep(d)
 			}
+			due := next
 			select {
 			case sem <- struct{}{}:
-				wg.Go(func() { defer func() { <-sem }(); one() })
+				wg.Go(func() { defer func() { <-sem }(); one(due) })
 			default:
 				record(time.Now(), "shed_client")
 			}
