@@ -53,6 +53,19 @@ func BenchmarkHubPublish(b *testing.B) {
 	}
 }
 
+// BenchmarkHubPublishUnwatched measures a Publish that reaches no one: the
+// common case for a store of many items, each change of which is
+// announced.
+func BenchmarkHubPublishUnwatched(b *testing.B) {
+	h := broadcast.NewHub(staticLevels{})
+	b.ReportAllocs()
+	for i := range b.N {
+		if err := h.Publish(broadcast.Update{ItemID: "item", Available: 5, Version: int64(i) + 2}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkHubPublishAndDrain adds the writers' side: every subscriber
 // takes its frame after each publish, as a fast client would.
 func BenchmarkHubPublishAndDrain(b *testing.B) {

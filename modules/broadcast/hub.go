@@ -73,12 +73,25 @@ func (h *Hub) shard(itemID string) *shard {
 // already published for the item are dropped, so out-of-order and repeated
 // feeds are harmless.
 func (h *Hub) Publish(u Update) error {
+	if !h.watched(u.ItemID) {
+		// Nothing to encode for: PublishFrame would drop the frame too.
+		h.published.Add(1)
+		return nil
+	}
 	f, err := Encode(u)
 	if err != nil {
 		return err
 	}
 	h.PublishFrame(f)
 	return nil
+}
+
+// watched reports whether anyone subscribes to the item.
+func (h *Hub) watched(itemID string) bool {
+	s := h.shard(itemID)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.topics[itemID] != nil
 }
 
 // PublishFrame is Publish for an already encoded frame.
