@@ -173,6 +173,10 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 	defer idle.Stop()
 	l := &laneState{waiting: map[string]bool{}, done: make(chan string)}
 	for {
+		// taken counts the purchases this round takes from the queue; they
+		// leave QueueDepth together, once the batch is drained, so a
+		// caller that sees the queue empty knows they are all in the batch.
+		taken := 0
 		if next := l.oldestReady(); next == nil || next.busy > 0 {
 			var in <-chan *placement // nil: the carry is full, take nothing new
 			if len(l.carry) < c.cfg.QueueSize {
@@ -196,8 +200,7 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 				stop()
 				l.admit(p)
 				l.carry = append(l.carry, p)
-				c.queued.Add(-1)
-				c.held.Add(1)
+				taken = 1
 			case item := <-l.done:
 				stop()
 				delete(l.waiting, item)
@@ -213,9 +216,8 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 		}
 		// Carried purchases arrived before anything still queued, so they
 		// go first: each item's purchases stay in arrival order.
-		c.held.Add(-int64(len(l.carry)))
+		c.held.Add(-int64(len(l.carry) - taken))
 		batch, rest := l.split(c.cfg.MaxBatch)
-		taken := 0
 	drain:
 		for len(batch) < c.cfg.MaxBatch && len(rest) < c.cfg.QueueSize {
 			select {
