@@ -325,28 +325,54 @@ func TestCoalescer_AnItemBusyTimeAfterTimeIsPlacedAloneWithAWaitingLock(t *testi
 	}
 }
 
-func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *testing.T) {
+// lockedA is a store on which item A is locked by another transaction.
+// Batches find A busy while busy(n) says so for the n-th batch (from 1),
+// or, with busy nil, until an order of A has been placed alone, which
+// waits for the test to close release. It logs every call.
+type lockedA struct {
+	mu          sync.Mutex
+	calls       [][]string
+	batches     int
+	alonePlaced bool
+	waitingLock chan struct{} // closed when PlaceOrder waits for the lock
+	release     chan struct{} // the test closes it to hand the lock over
+}
+
+func newLockedA(t *testing.T, busy func(n int) bool) (*MockStore, *lockedA) {
 	store := NewMockStore(gomock.NewController(t))
-	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
-	var mu sync.Mutex
-	var batches [][]string
-	locked := true
+	l := &lockedA{waitingLock: make(chan struct{}), release: make(chan struct{})}
 	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		batches = append(batches, ids(b))
-		return busyAnswers(b, map[string]bool{itemA: locked}), nil
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.calls = append(l.calls, ids(b))
+		l.batches++
+		isBusy := !l.alonePlaced
+		if busy != nil {
+			isBusy = busy(l.batches)
+		}
+		return busyAnswers(b, map[string]bool{itemA: isBusy}), nil
 	}).AnyTimes()
-	waitingLock, release := make(chan struct{}), make(chan struct{})
-	store.EXPECT().PlaceOrder(gomock.Any(), orderOfItem("a1", itemA)).DoAndReturn(func(_ context.Context, o Order) (Order, bool, error) {
-		close(waitingLock)
-		<-release
-		mu.Lock()
-		locked = false
-		batches = append(batches, []string{"a1 placed alone"})
-		mu.Unlock()
+	store.EXPECT().PlaceOrder(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, o Order) (Order, bool, error) {
+		close(l.waitingLock)
+		<-l.release
+		l.mu.Lock()
+		l.alonePlaced = true
+		l.calls = append(l.calls, []string{o.ID + " placed alone"})
+		l.mu.Unlock()
 		return o, false, nil
 	})
+	return store, l
+}
+
+func (l *lockedA) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fmt.Sprint(l.calls)
+}
+
+func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *testing.T) {
+	store, log := newLockedA(t, nil)
+	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 10, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
 	var wg sync.WaitGroup
 	place := func(o Order) {
 		wg.Go(func() {
@@ -356,7 +382,7 @@ func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *tes
 		})
 	}
 	place(orderOfItem("a1", itemA))
-	<-waitingLock
+	<-log.waitingLock
 	place(orderOfItem("a2", itemA))
 	for c.Held() < 1 {
 		time.Sleep(time.Millisecond)
@@ -364,15 +390,12 @@ func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *tes
 	if _, _, err := c.Place(context.Background(), itemB, orderOfItem("b1", itemB)); err != nil {
 		t.Fatalf("a purchase of another item while item A waits for its lock: %v", err)
 	}
-	mu.Lock()
-	held := fmt.Sprint(batches)
-	mu.Unlock()
-	if want := "[[a1] [a1] [a1] [b1]]"; held != want {
-		t.Fatalf("batches while a1 waits = %s, want %s: a2 must wait behind a1, b1 must not", held, want)
+	if got, want := log.String(), "[[a1] [a1] [a1] [b1]]"; got != want {
+		t.Fatalf("batches while a1 waits = %s, want %s: a2 must wait behind a1, b1 must not", got, want)
 	}
-	close(release)
+	close(log.release)
 	wg.Wait()
-	if got, want := fmt.Sprint(batches), "[[a1] [a1] [a1] [b1] [a1 placed alone] [a2]]"; got != want {
+	if got, want := log.String(), "[[a1] [a1] [a1] [b1] [a1 placed alone] [a2]]"; got != want {
 		t.Fatalf("store calls = %s, want %s", got, want)
 	}
 	if err := c.Stop(context.Background()); err != nil {
@@ -383,28 +406,9 @@ func TestCoalescer_AnItemPlacedWithAWaitingLockHoldsUpOnlyItsOwnPurchases(t *tes
 // A batch bound cuts a busy item's carried purchases in two; when the first
 // part is busy again, it still goes back ahead of the second.
 func TestCoalescer_BusyPurchasesCutByTheBatchBoundKeepTheirOrder(t *testing.T) {
-	store := NewMockStore(gomock.NewController(t))
+	// Busy for a1's three tries, then for the first batch after it.
+	store, log := newLockedA(t, func(n int) bool { return n <= maxBusy+1 })
 	c := NewCoalescer(store, CoalescerConfig{Lanes: 1, MaxBatch: 2, QueueSize: 10, IdleAfter: 10 * time.Millisecond})
-	var mu sync.Mutex
-	var calls [][]string
-	busyLeft := maxBusy + 1 // a1's three tries, then the first batch after it
-	store.EXPECT().PlaceBatch(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, b []Order, _ func(int) bool) ([]BatchResult, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		calls = append(calls, ids(b))
-		busy := busyLeft > 0
-		busyLeft--
-		return busyAnswers(b, map[string]bool{itemA: busy}), nil
-	}).AnyTimes()
-	waitingLock, release := make(chan struct{}), make(chan struct{})
-	store.EXPECT().PlaceOrder(gomock.Any(), gomock.Any()).DoAndReturn(func(_ context.Context, o Order) (Order, bool, error) {
-		close(waitingLock)
-		<-release
-		mu.Lock()
-		calls = append(calls, []string{o.ID + " placed alone"})
-		mu.Unlock()
-		return o, false, nil
-	})
 	var wg sync.WaitGroup
 	for _, id := range []string{"a1", "a2", "a3", "a4"} {
 		wg.Go(func() {
@@ -413,16 +417,16 @@ func TestCoalescer_BusyPurchasesCutByTheBatchBoundKeepTheirOrder(t *testing.T) {
 			}
 		})
 		if id == "a1" {
-			<-waitingLock
+			<-log.waitingLock
 			continue
 		}
 		for held := int64(id[1] - '1'); c.Held() < held; {
 			time.Sleep(time.Millisecond) // until the lane took it and holds it back
 		}
 	}
-	close(release)
+	close(log.release)
 	wg.Wait()
-	if got, want := fmt.Sprint(calls), "[[a1] [a1] [a1] [a1 placed alone] [a2 a3] [a2 a3] [a4]]"; got != want {
+	if got, want := log.String(), "[[a1] [a1] [a1] [a1 placed alone] [a2 a3] [a2 a3] [a4]]"; got != want {
 		t.Fatalf("store calls = %s, want %s", got, want)
 	}
 	if err := c.Stop(context.Background()); err != nil {
