@@ -58,6 +58,7 @@ type itemQueue struct {
 
 type placement struct {
 	ctx    context.Context
+	item   string // the order's one item
 	order  Order
 	result chan BatchResult // capacity 1
 	busy   int              // batches that left it out because its item was locked
@@ -121,7 +122,7 @@ func (c *Coalescer) Workers() int {
 // ends first, Place returns ctx's error; an order already taken into a
 // batch may still be placed (a retry with the same idempotency key finds it).
 func (c *Coalescer) Place(ctx context.Context, itemID string, o Order) (Order, bool, error) {
-	p := &placement{ctx: ctx, order: o, result: make(chan BatchResult, 1)}
+	p := &placement{ctx: ctx, item: itemID, order: o, result: make(chan BatchResult, 1)}
 	c.mu.Lock()
 	if c.stopped {
 		c.mu.Unlock()
@@ -224,7 +225,7 @@ func (c *Coalescer) work(lane string, q *itemQueue) {
 			case p := <-q.ch:
 				taken++
 				l.admit(p)
-				if l.waiting[p.order.Lines[0].ItemID] {
+				if l.waiting[p.item] {
 					rest = append(rest, p)
 				} else {
 					batch = append(batch, p)
@@ -269,7 +270,7 @@ func (l *laneState) admit(p *placement) {
 // or nil.
 func (l *laneState) oldestReady() *placement {
 	for _, p := range l.carry {
-		if !l.waiting[p.order.Lines[0].ItemID] {
+		if !l.waiting[p.item] {
 			return p
 		}
 	}
@@ -281,7 +282,7 @@ func (l *laneState) oldestReady() *placement {
 func (l *laneState) split(limit int) (batch, rest []*placement) {
 	batch = l.batch[:0]
 	for _, p := range l.carry {
-		if len(batch) < limit && !l.waiting[p.order.Lines[0].ItemID] {
+		if len(batch) < limit && !l.waiting[p.item] {
 			batch = append(batch, p)
 		} else {
 			rest = append(rest, p)
@@ -380,13 +381,12 @@ func (c *Coalescer) place(batch []*placement, l *laneState) (carry []*placement)
 		case errors.Is(results[i].Err, ErrItemBusy):
 			c.busy.Add(1)
 			p.busy++
-			item := p.order.Lines[0].ItemID
 			// The item's oldest purchase decides for all of them.
-			if _, ok := alone[item]; ok || p.busy >= maxBusy {
+			if _, ok := alone[p.item]; ok || p.busy >= maxBusy {
 				if alone == nil {
 					alone = map[string][]*placement{}
 				}
-				alone[item] = append(alone[item], p)
+				alone[p.item] = append(alone[p.item], p)
 			} else {
 				carry = append(carry, p)
 			}
