@@ -6,11 +6,15 @@
 #
 #   bash benchmarks/loadtest.sh            (or: just loadtest)
 #
-# DURATION (default 15s) sets each run's length; CLIENTS (1000) the closed-loop callers.
+# DURATION (default 15s) sets each run's measured length; WARMUP (2s) the
+# same load run before it, unmeasured, so that a cold start (connections,
+# prepared statements, the first batches) is not counted as steady-state
+# latency; CLIENTS (1000) the closed-loop callers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-15s}"
+WARMUP="${WARMUP:-2s}"
 CLIENTS="${CLIENTS:-1000}"
 IMAGE="${STOCKGUARD_TEST_POSTGRES_IMAGE:-stockguard/postgres:15}"
 PGPORT="${LOADTEST_PG_PORT:-55432}"
@@ -102,7 +106,7 @@ start_server() { # coalesce(true|false) dbname
 stop_server() { kill -INT "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
 lg() {
   mark "loadgen $*"
-  "$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$DURATION" -json "$JSON" "$@"
+  "$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$DURATION" -warmup "$WARMUP" -json "$JSON" "$@"
   mark "loadgen done"
 }
 

@@ -46,7 +46,7 @@ type options struct {
 	addr, protocol, mode, secret, label, jsonOut string
 	concurrency, rate, items, stock, customers   int
 	conns                                        int
-	duration                                     time.Duration
+	duration, warmup                             time.Duration
 	pid                                          int
 	keys                                         bool
 	timeout                                      time.Duration
@@ -85,7 +85,8 @@ func main() {
 	flag.StringVar(&o.mode, "mode", "closed", "closed (N concurrent callers) or open (fixed arrival rate)")
 	flag.IntVar(&o.concurrency, "c", 100, "closed loop: concurrent callers; open loop: most requests in flight")
 	flag.IntVar(&o.rate, "rate", 1000, "open loop: requests per second")
-	flag.DurationVar(&o.duration, "duration", 20*time.Second, "how long to run (at most 10m)")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "how long to measure (at most 10m)")
+	flag.DurationVar(&o.warmup, "warmup", 0, "run the same load this long first, unmeasured (at most 1m)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of each call")
 	flag.IntVar(&o.items, "items", 1, "items to spread purchases over (1: one hot item)")
 	flag.IntVar(&o.stock, "stock", 100_000_000, "initial stock of each item")
@@ -122,6 +123,9 @@ func run(o options) error {
 	if o.duration > 10*time.Minute {
 		return errors.New("-duration is capped at 10m")
 	}
+	if o.warmup < 0 || o.warmup > time.Minute {
+		return errors.New("-warmup must be between 0 and 1m")
+	}
 	if len(o.secret) < 32 {
 		return errors.New("-secret (or STOCKGUARD_JWT_SECRET) must be the server's secret")
 	}
@@ -142,14 +146,32 @@ func run(o options) error {
 	}
 
 	hist := hdr.New(1, 60_000_000, 3) // microseconds, up to 60 s
+	// The progress line's second: a stall shows in the second it happened,
+	// where the whole run's p99 only creeps up.
+	win := hdr.New(1, 60_000_000, 3)
 	var mu sync.Mutex
 	errs := map[string]int64{}
 	var requests, oks atomic.Int64
-	record := func(began time.Time, code string) {
+	// Calls begun during the warm-up are left out of every figure but the
+	// conservation check, which needs every purchase that may have gone
+	// through.
+	var measuring atomic.Bool
+	var warmOK, warmUnknown atomic.Int64
+	record := func(began time.Time, code string, warm bool) {
+		if warm {
+			switch code {
+			case "":
+				warmOK.Add(1)
+			case "client_deadline", "transport":
+				warmUnknown.Add(1)
+			}
+			return
+		}
 		us := time.Since(began).Microseconds()
 		mu.Lock()
 		if code != "shed_client" { // never sent, so it has no latency
 			_ = hist.RecordValue(max(us, 1))
+			_ = win.RecordValue(max(us, 1))
 		}
 		if code != "" {
 			errs[code]++
@@ -167,18 +189,34 @@ func run(o options) error {
 	// due (open loop), so that a generator falling behind its schedule
 	// shows as latency instead of hiding it.
 	one := func(began time.Time) {
+		warm := !measuring.Load()
 		n := seq.Add(1)
 		item := itemIDs[int(n)%len(itemIDs)]
 		token := tokens[int(n)%len(tokens)]
 		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		defer cancel()
-		record(began, place(ctx, token, item))
+		record(began, place(ctx, token, item), warm)
 	}
 
-	cpuBefore, _ := procstat.CPUTicks(o.pid)
-	selfBefore, _ := procstat.CPUTicks(os.Getpid())
-	ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+	ctx, cancel := context.WithTimeout(context.Background(), o.warmup+o.duration)
 	defer cancel()
+	var cpuBefore, selfBefore int64
+	var began time.Time
+	startMeasuring := func() {
+		mu.Lock()
+		cpuBefore, _ = procstat.CPUTicks(o.pid)
+		selfBefore, _ = procstat.CPUTicks(os.Getpid())
+		began = time.Now()
+		win.Reset()
+		mu.Unlock()
+		measuring.Store(true)
+	}
+	if o.warmup > 0 {
+		stop := time.AfterFunc(o.warmup, startMeasuring)
+		defer stop.Stop()
+	} else {
+		startMeasuring()
+	}
 	var rss []float64 // the server's RSS each second, to show whether memory stays flat
 	stopProgress := procstat.Progress(func() string {
 		mu.Lock()
@@ -186,9 +224,15 @@ func run(o options) error {
 		if o.pid > 0 {
 			rss = append(rss, float64(procstat.RSS(o.pid))/(1<<20))
 		}
-		return fmt.Sprintf("[%s] %d requests, %d ok, p99 %.1f ms", o.protocol, requests.Load(), oks.Load(), float64(hist.ValueAtQuantile(99))/1000)
+		if !measuring.Load() {
+			win.Reset()
+			return fmt.Sprintf("[%s] warming up: %d ok", o.protocol, warmOK.Load())
+		}
+		line := fmt.Sprintf("[%s] %d requests, %d ok, p99 %.1f ms; last second: p99 %.1f ms, max %.1f ms",
+			o.protocol, requests.Load(), oks.Load(), ms(hist.ValueAtQuantile(99)), ms(win.ValueAtQuantile(99)), ms(win.Max()))
+		win.Reset()
+		return line
 	})
-	began := time.Now()
 	var wg sync.WaitGroup
 	switch o.mode {
 	case "closed":
@@ -215,14 +259,16 @@ func run(o options) error {
 			case sem <- struct{}{}:
 				wg.Go(func() { defer func() { <-sem }(); one(due) })
 			default:
-				record(time.Now(), "shed_client")
+				record(time.Now(), "shed_client", !measuring.Load())
 			}
 		}
 	default:
 		return fmt.Errorf("unknown -mode %q", o.mode)
 	}
 	wg.Wait()
+	mu.Lock()
 	elapsed := time.Since(began)
+	mu.Unlock()
 	stopProgress()
 	cpuAfter, _ := procstat.CPUTicks(o.pid)
 	selfAfter, _ := procstat.CPUTicks(os.Getpid())
@@ -247,7 +293,7 @@ func run(o options) error {
 	}
 	r.ClientCPU = float64(selfAfter-selfBefore) / 100 / elapsed.Seconds() * 100
 	// Only a call that timed out on the client has an unknown outcome.
-	ok, err := conserved(base, itemIDs, o.stock, r.OK, errs["client_deadline"]+errs["transport"])
+	ok, err := conserved(base, itemIDs, o.stock, r.OK+warmOK.Load(), errs["client_deadline"]+errs["transport"]+warmUnknown.Load())
 	if err != nil {
 		return err
 	}
