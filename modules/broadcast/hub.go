@@ -73,7 +73,7 @@ func (h *Hub) shard(itemID string) *shard {
 // already published for the item are dropped, so out-of-order and repeated
 // feeds are harmless.
 func (h *Hub) Publish(u Update) error {
-	if !h.watched(u.ItemID) {
+	if !h.Watched(u.ItemID) {
 		// Nothing to encode for: PublishFrame would drop the frame too.
 		h.published.Add(1)
 		return nil
@@ -86,8 +86,9 @@ func (h *Hub) Publish(u Update) error {
 	return nil
 }
 
-// watched reports whether anyone subscribes to the item.
-func (h *Hub) watched(itemID string) bool {
+// Watched reports whether anyone subscribes to the item. Publishers use it
+// to skip work, such as a trace span, for a change nobody will receive.
+func (h *Hub) Watched(itemID string) bool {
 	s := h.shard(itemID)
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -149,7 +149,8 @@ func (s *syncBuffer) Sync() error    { return nil }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // A purchase over each protocol makes one trace: the client's trace
-// continues into the RPC span, whose children include the SQL, and the
+// continues into the RPC span, whose children include the SQL; the
+// broadcast to the item's watcher is a span linked to it; and the
 // access-log line (JSON) carries the same trace id.
 func TestObservability_TracesAndLogsFollowTheRequest(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
@@ -160,6 +161,12 @@ func TestObservability_TracesAndLogsFollowTheRequest(t *testing.T) {
 	srv := startServerWith(t, postgresStore, log, fx.Decorate(func(trace.TracerProvider) trace.TracerProvider { return tp }))
 	admin := protocols[0].dial(srv.base, srv.token(t, "ops", auth.RoleAdmin))
 	item := createItem(t, admin, "TRACE", 100, 0)
+	// A broadcast has a span only when somebody watches the item.
+	watcher, _, err := dialWS(t, wsURL(srv, item.GetId()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the watcher's snapshot", func() bool { return watcher.latest(item.GetId()) != nil })
 
 	for _, p := range protocols {
 		t.Run(p.name, func(t *testing.T) {

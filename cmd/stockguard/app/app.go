@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.uber.org/fx"
@@ -138,16 +139,19 @@ func Storage(cfg config.Config, log *zap.Logger) fx.Option {
 				fx.Annotate(ordmem.NewOrderStore, fx.As(new(orders.Store))),
 			),
 			// The in-memory store announces committed changes in-process,
-			// in a span linked to the change's own trace.
+			// in a span linked to the change's own trace when anyone watches
+			// one of the items (as the PostgreSQL feed does).
 			fx.Invoke(func(s *invmem.ItemStore, hub *broadcast.Hub, tp trace.TracerProvider) {
 				tracer := tp.Tracer("github.com/stockguard/stockguard/cmd/stockguard/app")
 				s.OnChange(func(ctx context.Context, items []inventory.Item) {
-					var opts []trace.SpanStartOption
-					if cause := trace.SpanContextFromContext(ctx); cause.IsValid() {
-						opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cause}))
+					if slices.ContainsFunc(items, func(it inventory.Item) bool { return hub.Watched(it.ID) }) {
+						var opts []trace.SpanStartOption
+						if cause := trace.SpanContextFromContext(ctx); cause.IsValid() {
+							opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cause}))
+						}
+						_, span := tracer.Start(context.Background(), "stockguard.broadcast.publish", opts...)
+						defer span.End()
 					}
-					_, span := tracer.Start(context.Background(), "stockguard.broadcast.publish", opts...)
-					defer span.End()
 					for _, it := range items {
 						_ = hub.Publish(updateOf(it)) // encoding a fixed message cannot fail
 					}

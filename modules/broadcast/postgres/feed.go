@@ -43,20 +43,23 @@ func NewFeed(connect func(ctx context.Context) (*pgx.Conn, error), hub *broadcas
 		tracer: tp.Tracer("github.com/stockguard/stockguard/modules/broadcast/postgres")}
 }
 
-// publish hands one notification to the hub inside a span linked to the
-// change's own trace.
+// publish hands one notification to the hub, inside a span linked to the
+// change's own trace when anyone watches the item. A batch spread over many
+// items announces each of them, and a span for every one nobody watches
+// would fill traces with broadcasts that send nothing.
 func (f *Feed) publish(p pg.StockNotification) {
-	var opts []trace.SpanStartOption
-	if p.TraceParent != "" {
-		cause := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
-			propagation.MapCarrier{"traceparent": p.TraceParent}))
-		if cause.IsValid() {
-			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cause}))
+	if f.hub.Watched(p.ItemID) {
+		opts := []trace.SpanStartOption{trace.WithAttributes(attribute.String("stockguard.item_id", p.ItemID), attribute.Int64("stockguard.version", p.Version))}
+		if p.TraceParent != "" {
+			cause := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
+				propagation.MapCarrier{"traceparent": p.TraceParent}))
+			if cause.IsValid() {
+				opts = append(opts, trace.WithLinks(trace.Link{SpanContext: cause}))
+			}
 		}
+		_, span := f.tracer.Start(context.Background(), "stockguard.broadcast.publish", opts...)
+		defer span.End()
 	}
-	opts = append(opts, trace.WithAttributes(attribute.String("stockguard.item_id", p.ItemID), attribute.Int64("stockguard.version", p.Version)))
-	_, span := f.tracer.Start(context.Background(), "stockguard.broadcast.publish", opts...)
-	defer span.End()
 	if err := f.hub.Publish(broadcast.Update{ItemID: p.ItemID, Available: p.Available, Reserved: p.Reserved, Sold: p.Sold, Version: p.Version}); err != nil {
 		f.log.Error("publish", zap.Error(err))
 	}
