@@ -8,12 +8,14 @@
 #   bash benchmarks/growth.sh        (ROWS=10000000 RATE=1000 DURATION=20s ROUNDS=5)
 #
 # GROWTH_PGCONF adds PostgreSQL settings, e.g. GROWTH_PGCONF="-c wal_compression=lz4".
+# WARMUP (default 0) runs each round's load that long first, unmeasured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS="${ROWS:-10000000}"
 RATE="${RATE:-1000}"
 DURATION="${DURATION:-20s}"
 ROUNDS="${ROUNDS:-5}"
+WARMUP="${WARMUP:-0s}"
 PGPORT="${GROWTH_PG_PORT:-55433}"
 OUT="benchmarks/results/growth-$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
@@ -82,7 +84,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for n in "${order[@]}"; do
     log "round $round/$ROUNDS at $n existing orders: $RATE purchases/s for $DURATION (with idempotency keys, over 100 items)"
     /tmp/stockguard-loadgen -addr "127.0.0.1:1808${PORTS[$n]}" -server-pid "${SERVERS[$n]}" -protocol grpc-go -mode open -rate "$RATE" -c 2000 \
-      -items 100 -keys -duration "$DURATION" -label "$n orders, round $round" -json "$OUT/runs.jsonl" | tee -a "$OUT/table.txt"
+      -items 100 -keys -duration "$DURATION" -warmup "$WARMUP" -label "$n orders, round $round" -json "$OUT/runs.jsonl" | tee -a "$OUT/table.txt"
   done
 done
 kill "$VMSTAT"
