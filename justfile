@@ -66,6 +66,10 @@ check-deploy:
 bench COUNT="1":
     go test -run '^$' -bench . -benchmem -count {{ COUNT }} $(go list ./... | grep -v /tests/integration) | tee benchmarks/results/bench-latest.txt
 
+# The database side of a coalesced batch, hot item against 10,000 items, in ROUNDS fresh databases (PostgreSQL in Docker).
+bench-db:
+    bash benchmarks/pgbatch.sh
+
 # Fan-out benchmark: N WebSocket clients, a burst of changes, stockguard beside a chat-style hub.
 fanout N="10000" BURST="50":
     go build -o /tmp/stockguard-bench ./cmd/stockguard
