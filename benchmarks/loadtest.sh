@@ -169,11 +169,13 @@ stop_server
 log "overload: offered twice the hot-item peak, open loop; the queue bound sheds the excess"
 # A fresh server with the default queue bound (4,096 per lane). The arrival
 # rate is fixed whatever the latency, so without a bound the queue, and the
-# memory holding it, would grow for the whole run.
+# memory holding it, would grow for the whole run. The generator keeps both
+# cores here (-procs 0), as in the overload runs before -procs existed, so
+# that they stay comparable.
 start_server true overload
 OVERLOAD_DURATION="${OVERLOAD_DURATION:-30s}"
 "$LOADGEN" -addr 127.0.0.1:18080 -server-pid "$SERVER" -duration "$OVERLOAD_DURATION" -json "$JSON" \
-  -label "overload: hot item, open 2x peak" -protocol grpc-go -conns 32 -mode open -rate $((PEAK * 2)) -c 20000 -items 1 |
+  -label "overload: hot item, open 2x peak" -protocol grpc-go -conns 32 -procs 0 -mode open -rate $((PEAK * 2)) -c 20000 -items 1 |
   tee -a "$OUT/table.txt"
 tail -n1 "$JSON" | python3 -c '
 import json, sys
