@@ -110,9 +110,9 @@ func main() {
 	}
 	if o.procs > 0 {
 		// Measured on 2 cores at 4,000 purchases/s, open loop: one P cut the
-		// generator's CPU from 39-42% to 30-35% of a core (fewer idle
-		// threads woken to spin); closed-loop peaks stayed within noise.
-		// See benchmarks/RESULTS.md.
+		// generator's CPU from 34-42% to 30-35% of a core (fewer idle
+		// threads woken to spin); the server's p99 and the closed-loop
+		// peaks stayed within noise. See docs/performance.md.
 		runtime.GOMAXPROCS(o.procs)
 	}
 	if err := run(o); err != nil {
